@@ -1,0 +1,300 @@
+//! Incoming events: the seed's event types and the envelope every webhook body is read into.
+//! Parsing is strict about types (a string must be a string) and lenient about presence (unknown
+//! fields and unknown event types are kept, never rejected).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::action::Action;
+use crate::checkpoint::CheckpointSpec;
+use crate::time::Timestamp;
+
+/// The event types hitlhook understands; anything else is stored as [`EventKind::Other`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    TaskStarted,
+    TaskCompleted,
+    TaskFailed,
+    StepStarted,
+    StepCompleted,
+    CrewStarted,
+    CrewCompleted,
+    CrewFailed,
+    CheckpointRequired,
+    /// Written by hitlhook itself when a checkpoint is decided, expires or is cancelled.
+    CheckpointDecided,
+    CheckpointExpired,
+    CheckpointCancelled,
+    Other(String),
+}
+
+impl EventKind {
+    #[must_use]
+    pub fn parse(name: &str) -> Self {
+        match name {
+            "task.started" => EventKind::TaskStarted,
+            "task.completed" => EventKind::TaskCompleted,
+            "task.failed" => EventKind::TaskFailed,
+            "step.started" => EventKind::StepStarted,
+            "step.completed" => EventKind::StepCompleted,
+            "crew.started" => EventKind::CrewStarted,
+            "crew.completed" => EventKind::CrewCompleted,
+            "crew.failed" => EventKind::CrewFailed,
+            "checkpoint.required" => EventKind::CheckpointRequired,
+            "checkpoint.decided" => EventKind::CheckpointDecided,
+            "checkpoint.expired" => EventKind::CheckpointExpired,
+            "checkpoint.cancelled" => EventKind::CheckpointCancelled,
+            other => EventKind::Other(other.to_owned()),
+        }
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        match self {
+            EventKind::TaskStarted => "task.started",
+            EventKind::TaskCompleted => "task.completed",
+            EventKind::TaskFailed => "task.failed",
+            EventKind::StepStarted => "step.started",
+            EventKind::StepCompleted => "step.completed",
+            EventKind::CrewStarted => "crew.started",
+            EventKind::CrewCompleted => "crew.completed",
+            EventKind::CrewFailed => "crew.failed",
+            EventKind::CheckpointRequired => "checkpoint.required",
+            EventKind::CheckpointDecided => "checkpoint.decided",
+            EventKind::CheckpointExpired => "checkpoint.expired",
+            EventKind::CheckpointCancelled => "checkpoint.cancelled",
+            EventKind::Other(name) => name,
+        }
+    }
+
+    /// Events only hitlhook may write; a sender using these names is refused so the audit trail
+    /// cannot be forged.
+    #[must_use]
+    pub fn is_reserved(&self) -> bool {
+        matches!(
+            self,
+            EventKind::CheckpointDecided | EventKind::CheckpointExpired | EventKind::CheckpointCancelled
+        )
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An event's identity for idempotency: the `webhook-id` header, else the body's `event_id`, else
+/// a hash of the body. The prefix keeps the three spaces apart.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EventIdentity(pub String);
+
+impl EventIdentity {
+    #[must_use]
+    pub fn from_webhook_id(id: &str) -> Self {
+        Self(format!("wh:{id}"))
+    }
+    #[must_use]
+    pub fn from_event_id(id: &str) -> Self {
+        Self(format!("ev:{id}"))
+    }
+    #[must_use]
+    pub fn from_body_hash(hex: &str) -> Self {
+        Self(format!("sha256:{hex}"))
+    }
+}
+
+/// Why a body could not be read as an event. `Syntax` is answered 400, `Schema` 422.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("malformed JSON at line {line}, column {column}: {message}")]
+    Syntax { line: usize, column: usize, message: String },
+    #[error("{path}: {message}")]
+    Schema { path: String, message: String },
+}
+
+/// One incoming event, parsed from the raw body without copying the large parts.
+#[derive(Debug, Clone)]
+pub struct EventEnvelope {
+    pub kind: EventKind,
+    pub event_id: Option<String>,
+    pub kickoff_id: Option<String>,
+    /// The sender's own timestamp, if it gave one.
+    pub occurred_at: Option<Timestamp>,
+    /// Present for `checkpoint.required`.
+    pub checkpoint: Option<CheckpointSpec>,
+}
+
+#[derive(Deserialize)]
+struct Wire<'a> {
+    #[serde(borrow, alias = "type")]
+    event_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    event_id: Option<Cow<'a, str>>,
+    #[serde(borrow, alias = "execution_id")]
+    kickoff_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    timestamp: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    checkpoint_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    checkpoint_name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    context: Option<&'a RawValue>,
+    allowed_actions: Option<Vec<Action>>,
+    #[serde(borrow)]
+    expires_at: Option<Cow<'a, str>>,
+    expires_in: Option<i64>,
+    on_timeout: Option<Action>,
+}
+
+fn schema(path: &str, message: impl Into<String>) -> EnvelopeError {
+    EnvelopeError::Schema { path: path.to_owned(), message: message.into() }
+}
+
+impl EventEnvelope {
+    /// Reads an event from the exact bytes that were signed.
+    pub fn parse(body: &[u8]) -> Result<Self, EnvelopeError> {
+        let de = &mut serde_json::Deserializer::from_slice(body);
+        let wire: Wire<'_> = serde_path_to_error::deserialize(de).map_err(|err| {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            if inner.is_data() {
+                let message = strip_position(&inner.to_string());
+                schema(if path == "." { "body" } else { &path }, message)
+            } else {
+                EnvelopeError::Syntax {
+                    line: inner.line(),
+                    column: inner.column(),
+                    message: strip_position(&inner.to_string()),
+                }
+            }
+        })?;
+        let event_type = wire
+            .event_type
+            .ok_or_else(|| schema("event_type", "is required (e.g. \"checkpoint.required\")"))?;
+        if event_type.is_empty() || event_type.len() > 128 || event_type.chars().any(char::is_control) {
+            return Err(schema("event_type", "must be 1 to 128 printable characters"));
+        }
+        let kind = EventKind::parse(&event_type);
+        if kind.is_reserved() {
+            return Err(schema("event_type", format!("{kind} is written by hitlhook itself and cannot be sent")));
+        }
+        let occurred_at = match wire.timestamp {
+            None => None,
+            Some(text) => Some(
+                Timestamp::parse_rfc3339(&text)
+                    .ok_or_else(|| schema("timestamp", "must be an RFC 3339 time such as 2026-01-31T12:00:00Z"))?,
+            ),
+        };
+        let checkpoint = if kind == EventKind::CheckpointRequired {
+            let name = wire
+                .checkpoint_name
+                .ok_or_else(|| schema("checkpoint_name", "is required for checkpoint.required"))?;
+            let expires_at = match wire.expires_at {
+                None => None,
+                Some(text) => Some(
+                    Timestamp::parse_rfc3339(&text)
+                        .ok_or_else(|| schema("expires_at", "must be an RFC 3339 time"))?,
+                ),
+            };
+            let context_json = match wire.context {
+                Some(raw) if !raw.get().starts_with('{') && !raw.get().starts_with('[') && raw.get() != "null" => {
+                    return Err(schema("context", "must be a JSON object or array"));
+                }
+                Some(raw) if raw.get() != "null" => raw.get().to_owned(),
+                _ => "{}".to_owned(),
+            };
+            Some(CheckpointSpec {
+                id: wire.checkpoint_id.map(Cow::into_owned),
+                name: name.into_owned(),
+                kickoff_id: wire.kickoff_id.clone().map(Cow::into_owned),
+                context_json,
+                allowed_actions: wire.allowed_actions,
+                expires_at,
+                expires_in_seconds: wire.expires_in,
+                on_timeout: wire.on_timeout,
+            })
+        } else {
+            None
+        };
+        Ok(EventEnvelope {
+            kind,
+            event_id: wire.event_id.map(Cow::into_owned),
+            kickoff_id: wire.kickoff_id.map(Cow::into_owned),
+            occurred_at,
+            checkpoint,
+        })
+    }
+}
+
+/// serde_json appends " at line L column C"; the position is reported separately.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_seed_checkpoint_body() {
+        let body = br#"{"event_type": "checkpoint.required", "checkpoint_id": "test-123",
+            "checkpoint_name": "test_checkpoint", "context": {"a": [1, 2]}}"#;
+        let env = EventEnvelope::parse(body).expect("parses");
+        assert_eq!(env.kind, EventKind::CheckpointRequired);
+        let spec = env.checkpoint.expect("spec");
+        assert_eq!(spec.id.as_deref(), Some("test-123"));
+        assert_eq!(spec.context_json, r#"{"a": [1, 2]}"#);
+        assert_eq!(spec.kickoff_id, None);
+    }
+
+    #[test]
+    fn unknown_types_and_fields_are_kept() {
+        let env = EventEnvelope::parse(br#"{"type":"llm_call_started","execution_id":"k","data":{"x":1}}"#)
+            .expect("parses");
+        assert_eq!(env.kind, EventKind::Other("llm_call_started".into()));
+        assert_eq!(env.kickoff_id.as_deref(), Some("k"));
+    }
+
+    #[test]
+    fn error_table() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"{", "syntax"),
+            (b"not json", "syntax"),
+            (b"", "syntax"),
+            (b"[]", "body"),
+            (b"{}", "event_type"),
+            (br#"{"event_type": 5}"#, "event_type"),
+            (br#"{"event_type": ""}"#, "event_type"),
+            (br#"{"event_type": "checkpoint.decided"}"#, "event_type"),
+            (br#"{"event_type": "checkpoint.required"}"#, "checkpoint_name"),
+            (br#"{"event_type": "checkpoint.required", "checkpoint_name": "n", "context": "text"}"#, "context"),
+            (br#"{"event_type": "checkpoint.required", "checkpoint_name": "n", "allowed_actions": ["approve"]}"#, "allowed_actions[0]"),
+            (br#"{"event_type": "checkpoint.required", "checkpoint_name": "n", "expires_at": "soon"}"#, "expires_at"),
+            (br#"{"event_type": "checkpoint.required", "checkpoint_name": "n", "expires_in": "60"}"#, "expires_in"),
+            (br#"{"event_type": "task.started", "timestamp": "noon"}"#, "timestamp"),
+            (br#"{"event_type": "task.started", "kickoff_id": {"a": 1}}"#, "kickoff_id"),
+        ];
+        for (body, want) in cases {
+            let got = match EventEnvelope::parse(body) {
+                Err(EnvelopeError::Syntax { .. }) => "syntax".to_owned(),
+                Err(EnvelopeError::Schema { path, .. }) => path,
+                Ok(_) => "ok".to_owned(),
+            };
+            assert_eq!(&got, want, "body {}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn syntax_errors_say_where() {
+        let err = EventEnvelope::parse(b"{\n  \"event_type\": \"x\",,\n}").expect_err("bad");
+        assert!(matches!(err, EnvelopeError::Syntax { line: 2, .. }), "{err:?}");
+    }
+}

@@ -1,0 +1,123 @@
+//! hitlhook's storage. One [`Store`] trait whose methods are domain verbs, implemented for SQLite
+//! (the embedded default) and PostgreSQL (several nodes). Only this crate speaks SQL; the state
+//! transitions themselves come from `hitlhook-domain`, so both backends behave identically.
+
+mod model;
+mod rows;
+mod sql;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use hitlhook_domain::{Checkpoint, DecisionRequest, Execution, Timestamp};
+
+pub use model::*;
+pub use sql::{Backend, SqlStore};
+
+/// Errors the store reports. Domain refusals are not errors here: they are outcomes.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("duplicate: {0}")]
+    Duplicate(&'static str),
+    #[error("unsupported DATABASE_URL {0:?}: use sqlite://PATH, sqlite:PATH or postgres://...")]
+    UnsupportedUrl(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error")]
+    Backend(#[from] sqlx::Error),
+    #[error("migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything hitlhook persists.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is (`sqlite` or `postgres`), for logs and `/health`.
+    fn backend(&self) -> &'static str;
+
+    /// Applies pending migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+
+    /// Cheap liveness query for `/ready`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Writes a batch of incoming events in ONE transaction (group commit). Each item gets its
+    /// own outcome; an item that is refused or fails leaves nothing behind, and never affects the
+    /// others. Returns only after the commit.
+    async fn ingest(&self, batch: Vec<IngestItem>) -> StoreResult<Vec<IngestOutcome>>;
+
+    /// Applies a decision to a checkpoint (first decision wins) with its audit event and the
+    /// execution's new state, in one transaction.
+    async fn decide(
+        &self,
+        checkpoint_id: &str,
+        request: DecisionRequest,
+        now: Timestamp,
+    ) -> StoreResult<DecideOutcome>;
+
+    /// Closes every pending checkpoint whose `expires_at` is at or before `now` (applying its
+    /// `on_timeout`), at most `limit` per call. Returns the changed checkpoints.
+    async fn expire_due(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<Checkpoint>>;
+
+    async fn get_checkpoint(&self, id: &str) -> StoreResult<Option<Checkpoint>>;
+
+    /// Lists checkpoints newest first with keyset pagination.
+    async fn list_checkpoints(&self, query: &CheckpointQuery) -> StoreResult<Page<Checkpoint>>;
+
+    async fn get_execution(&self, kickoff_id: &str) -> StoreResult<Option<Execution>>;
+
+    /// Lists executions, most recently updated first.
+    async fn list_executions(&self, query: &ExecutionQuery) -> StoreResult<Page<Execution>>;
+
+    /// The audit trail in sequence order, optionally for one execution.
+    async fn list_events(&self, query: &EventQuery) -> StoreResult<Page<StoredEvent>>;
+
+    /// Counts for `/health`.
+    async fn stats(&self) -> StoreResult<Stats>;
+
+    async fn create_api_key(&self, key: NewApiKey) -> StoreResult<ApiKey>;
+    /// Looks up an active (not revoked) key by the SHA-256 hex of the secret.
+    async fn find_api_key(&self, hash_hex: &str) -> StoreResult<Option<ApiKey>>;
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>>;
+    /// Revokes by id or by name; `false` when no active key matched.
+    async fn revoke_api_key(&self, id_or_name: &str, now: Timestamp) -> StoreResult<bool>;
+    /// Number of active admin keys (to decide whether a first-run key is needed).
+    async fn count_admin_keys(&self) -> StoreResult<i64>;
+}
+
+/// Opens the store named by a `DATABASE_URL`: `sqlite://path`, `sqlite:path` or `postgres://...`.
+/// Migrations are not run here; call [`Store::migrate`].
+pub async fn connect(url: &str) -> StoreResult<Arc<dyn Store>> {
+    Ok(Arc::new(SqlStore::open(url).await?))
+}
+
+/// The URL with any password replaced by `***`, for logs and `hitlhook config`.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+}

@@ -1,0 +1,146 @@
+//! The values that cross the store boundary: what goes in, what comes out.
+
+use hitlhook_domain::{
+    Checkpoint, CheckpointStatus, DecideError, EventEnvelope, EventIdentity, ExecutionStatus, Scope,
+    SpecError, Timestamp,
+};
+
+/// One authenticated incoming event, ready to be written.
+#[derive(Debug, Clone)]
+pub struct IngestItem {
+    pub identity: EventIdentity,
+    pub envelope: EventEnvelope,
+    /// The body exactly as received (already known to be JSON).
+    pub payload: String,
+    /// Who sent it, for the audit trail: `signature`, `key:<name>`, ...
+    pub source: String,
+    pub received_at: Timestamp,
+}
+
+/// What the sender is told about a stored event; identical on every redelivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub seq: i64,
+    pub identity: String,
+    pub event_type: String,
+    pub kickoff_id: Option<String>,
+    pub checkpoint_id: Option<String>,
+}
+
+/// The per-item result of [`crate::Store::ingest`].
+#[derive(Debug, Clone)]
+pub enum IngestOutcome {
+    /// Newly stored. `created` is the new checkpoint, `closed` the checkpoints this event closed
+    /// (an execution that ended cancels its pending checkpoints).
+    Accepted { receipt: Receipt, created: Option<Checkpoint>, closed: Vec<Checkpoint> },
+    /// Seen before: nothing changed.
+    Duplicate(Receipt),
+    /// Refused: nothing was written for this item.
+    Rejected(IngestRejection),
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IngestRejection {
+    #[error("invalid checkpoint: {0}")]
+    InvalidCheckpoint(SpecError),
+    #[error("checkpoint {0:?} already exists with a different name, execution or context")]
+    CheckpointConflict(String),
+    #[error("could not store this event: {0}")]
+    Failed(String),
+}
+
+/// The result of [`crate::Store::decide`].
+#[derive(Debug, Clone)]
+pub enum DecideOutcome {
+    /// Decided now. `cancelled` are the execution's other checkpoints closed by a `stop`.
+    Decided { checkpoint: Checkpoint, seq: i64, cancelled: Vec<Checkpoint> },
+    /// The same decision was already recorded.
+    Unchanged(Checkpoint),
+    /// Refused by the state machine; carries the checkpoint as it is.
+    Refused { checkpoint: Checkpoint, error: DecideError },
+    NotFound,
+}
+
+/// Newest-first or oldest-first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    #[default]
+    NewestFirst,
+    OldestFirst,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointQuery {
+    pub status: Option<CheckpointStatus>,
+    pub kickoff_id: Option<String>,
+    pub order: Order,
+    pub limit: u32,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionQuery {
+    pub status: Option<ExecutionStatus>,
+    pub limit: u32,
+    pub cursor: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub kickoff_id: Option<String>,
+    pub checkpoint_id: Option<String>,
+    /// Only events with a larger sequence number.
+    pub after: i64,
+    pub limit: u32,
+}
+
+/// A page of results and the cursor of the next one, if any.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<i64>,
+}
+
+/// An event from the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub identity: String,
+    pub event_type: String,
+    pub kickoff_id: Option<String>,
+    pub checkpoint_id: Option<String>,
+    pub source: String,
+    pub received_at: Timestamp,
+    pub occurred_at: Option<Timestamp>,
+    /// JSON text.
+    pub payload: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub events_total: i64,
+    pub checkpoints_pending: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub id: String,
+    pub name: String,
+    pub scope: Scope,
+    /// SHA-256 hex of the secret; the secret itself is never stored.
+    pub hash_hex: String,
+    /// The first characters of the secret, to recognise it in listings.
+    pub prefix: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    pub scope: Scope,
+    pub prefix: String,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
