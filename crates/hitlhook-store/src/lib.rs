@@ -5,6 +5,8 @@
 mod model;
 mod rows;
 mod sql;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::sync::Arc;
 
