@@ -93,6 +93,19 @@ def client(server: HitlServer) -> Iterator["object"]:
         yield c
 
 
+LATENCIES: list[float] = []
+"""Decision -> crew latencies measured by test_restart.py, printed in the summary."""
+
+
+def pytest_terminal_summary(terminalreporter: "pytest.TerminalReporter") -> None:
+    if LATENCIES:
+        ms = sorted(x * 1000 for x in LATENCIES)
+        terminalreporter.write_line(
+            f"hitlhook decision -> waiting crew latency over {len(ms)} runs: "
+            f"median {ms[len(ms) // 2]:.1f} ms, min {ms[0]:.1f} ms, max {ms[-1]:.1f} ms"
+        )
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     binary = find_binary()
     return f"hitlhook binary: {binary if binary else 'NOT FOUND (server tests will skip, or fail with CI=true)'}"

@@ -21,6 +21,7 @@ without resuming.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -217,7 +218,16 @@ def _parse_outcomes(pairs: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m hitlhook.resume`` (and ``hitlhook-resume``)."""
+    """Entry point of ``python -m hitlhook.resume`` (and ``hitlhook-resume``).
+
+    Standard output carries only the JSON result lines; CrewAI's console panels go to stderr.
+    """
+    out = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):
+        return _main(argv, out)
+
+
+def _main(argv: list[str] | None, out: Any) -> int:
     parser = argparse.ArgumentParser(prog="python -m hitlhook.resume", description=__doc__.split("\n\n")[0])
     parser.add_argument("flow", help="the Flow class, as module:Class or path/file.py:Class")
     which = parser.add_mutually_exclusive_group()
@@ -242,13 +252,16 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 res = resume_flow(flow_cls, args.flow_id, client=client, db=args.db, outcomes=outcomes, timeout=args.timeout)
             except (HitlError, ValueError) as exc:
-                print(json.dumps({"flow_id": args.flow_id, "status": "error", "error": str(exc)}), flush=True)
+                out.write(json.dumps({"flow_id": args.flow_id, "status": "error", "error": str(exc)}) + "\n")
+                out.flush()
                 return 1
-            print(json.dumps(res.to_json(), default=str), flush=True)
+            out.write(json.dumps(res.to_json(), default=str) + "\n")
+            out.flush()
             return 0
         while True:
             for res in resume_ready(flow_cls, client=client, db=args.db, outcomes=outcomes):
-                print(json.dumps(res.to_json(), default=str), flush=True)
+                out.write(json.dumps(res.to_json(), default=str) + "\n")
+            out.flush()
             if not args.watch:
                 return 0
             time.sleep(args.interval)

@@ -89,10 +89,11 @@ class Hitl:
             return self.listener.flush(timeout)
         return self.forwarder.flush(timeout) if self.forwarder is not None else True
 
-    def disable(self) -> None:
-        """Unregister the listener, restore the previous providers, flush and close."""
+    def disable(self, timeout: float = 5.0) -> None:
+        """Unregister the listener, restore the previous providers, flush (up to
+        ``timeout`` seconds) and close."""
         if self.listener is not None:
-            self.listener.close()
+            self.listener.close(timeout)
         if self._token is not None:
             from crewai.core.providers.human_input import reset_provider
 
@@ -109,7 +110,7 @@ class Hitl:
             if flow_config.hitl_provider is self.flow_provider:
                 flow_config.hitl_provider = self._previous_flow_provider
         if self.forwarder is not None:
-            self.forwarder.close()
+            self.forwarder.close(timeout)
 
 
 def enable(

@@ -5,6 +5,7 @@ can check what the agent was told (e.g. that a reviewer's feedback reached the p
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from crewai.llms.base_llm import BaseLLM
@@ -34,6 +35,8 @@ class ScriptedLLM(BaseLLM):
     responses: list[str] = []
     calls: int = 0
     received: list[list[dict[str, Any]]] = []
+    call_times: list[float] = []
+    """``time.perf_counter()`` at the start of each call."""
 
     def __init__(self, model: str = "scripted", **kwargs: Any) -> None:
         super().__init__(model=model, **kwargs)
@@ -55,6 +58,7 @@ class ScriptedLLM(BaseLLM):
     ) -> str:
         snapshot = [dict(m) for m in messages] if isinstance(messages, list) else [{"role": "user", "content": str(messages)}]
         with self._lock:  # type: ignore[attr-defined]
+            self.call_times.append(time.perf_counter())
             self.received.append(snapshot)
             if not self.responses:
                 raise RuntimeError("ScriptedLLM has no responses")
