@@ -191,11 +191,15 @@ def resume_ready(
 
 
 def load_flow_class(ref: str) -> Any:
-    """``package.module:Class`` or ``path/to/file.py:Class``."""
+    """``package.module:Class`` or ``path/to/file.py:Class`` (the file's folder is put on
+    ``sys.path``, as when running it as a script, so its sibling imports work)."""
     if ":" not in ref:
         raise ValueError("flow reference must look like module:Class or file.py:Class")
     target, _, name = ref.rpartition(":")
     if target.endswith(".py"):
+        folder = os.path.dirname(os.path.abspath(target))
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
         spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(target))[0], target)
         if spec is None or spec.loader is None:
             raise ValueError(f"cannot load {target}")
