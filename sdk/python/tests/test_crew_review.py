@@ -125,3 +125,29 @@ def test_review_timeout_aborts_cleanly(server) -> None:
         client.close()
     assert isinstance(info.value.error, hitlhook.DecisionTimeout)
     assert llm.calls == 1
+
+
+async def test_async_kickoff_revises_without_blocking_the_loop(hitl, server) -> None:
+    import asyncio
+
+    crew, llm = make_crew([final_answer("Async one"), final_answer("Async two")])
+    seen: list[dict] = []
+    hitl.provider.install()
+    t = reviewer(server, str(crew.id), [("revise", "Be brief"), ("continue", None)], seen)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.05)
+            ticks += 1
+
+    tick_task = asyncio.create_task(ticker())
+    try:
+        result = await crew.akickoff()
+    finally:
+        tick_task.cancel()
+    t.join(5)
+    assert result.raw == "Async two"
+    assert "User feedback: Be brief" in llm.prompt_text(1)
+    assert ticks >= 3  # the event loop kept running while the crew waited for the reviewer
