@@ -161,7 +161,11 @@ class EventForwarder:
                 self._flushers -= 1
 
     def close(self, timeout: float | None = None) -> bool:
-        """Flush (up to ``timeout``, default ``close_timeout``) and stop the thread."""
+        """Flush (up to ``timeout``, default ``close_timeout``) and stop the thread.
+        Closing again is a no-op."""
+        with self._cond:
+            if self._closed:
+                return not self._pending
         drained = self.flush(self.close_timeout if timeout is None else timeout)
         with self._cond:
             self._closed = True

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import date, datetime
 from typing import Any, Iterable, Literal, Mapping
 
 from crewai.flow.async_feedback import HumanFeedbackPending, PendingFeedbackContext
@@ -38,8 +39,8 @@ _NAMESPACE = uuid.UUID("5b0c6a57-4c1e-4f0e-9a51-7d1e0c3f7a11")
 def checkpoint_id_for(context: Any) -> str:
     """The hitlhook checkpoint id of a paused ``@human_feedback`` request (stable across
     processes: built from ``flow_id``, ``method_name`` and ``requested_at``)."""
-    requested = getattr(context, "requested_at", None)
-    stamp = requested.isoformat() if hasattr(requested, "isoformat") else str(requested)
+    requested: Any = getattr(context, "requested_at", None)
+    stamp = requested.isoformat() if isinstance(requested, (datetime, date)) else str(requested)
     return str(uuid.uuid5(_NAMESPACE, f"{context.flow_id}|{context.method_name}|{stamp}"))
 
 

@@ -81,6 +81,7 @@ def route_decision(
             return Route(action, "", None)
         return Route(action, text, None)
     labels = list(emit)
+    label: str | None
     if action == "continue":
         label = guess_outcome("continue", labels, outcomes) or labels[0]
         return Route(action, text or label, label)
