@@ -53,11 +53,13 @@ pub trait Store: Send + Sync + 'static {
     async fn ingest(&self, batch: Vec<IngestItem>) -> StoreResult<Vec<IngestOutcome>>;
 
     /// Applies a decision to a checkpoint (first decision wins) with its audit event and the
-    /// execution's new state, in one transaction.
+    /// execution's new state, in one transaction. `source` is the authenticated principal that
+    /// made the request (`key:<name>`, `slack`, ...), kept on the audit event.
     async fn decide(
         &self,
         checkpoint_id: &str,
         request: DecisionRequest,
+        source: &str,
         now: Timestamp,
     ) -> StoreResult<DecideOutcome>;
 

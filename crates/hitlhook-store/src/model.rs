@@ -61,12 +61,12 @@ pub enum DecideOutcome {
     NotFound,
 }
 
-/// Newest-first or oldest-first.
+/// Listing order by sequence number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Order {
     #[default]
-    NewestFirst,
     OldestFirst,
+    NewestFirst,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -90,8 +90,10 @@ pub struct ExecutionQuery {
 pub struct EventQuery {
     pub kickoff_id: Option<String>,
     pub checkpoint_id: Option<String>,
-    /// Only events with a larger sequence number.
-    pub after: i64,
+    /// Oldest first (the default, for replay) or newest first (for "latest events").
+    pub order: Order,
+    /// Only events after this sequence number (oldest first) or before it (newest first).
+    pub cursor: Option<i64>,
     pub limit: u32,
 }
 

@@ -199,7 +199,13 @@ async fn insert_event(c: &mut AnyConnection, e: &NewEvent<'_>) -> StoreResult<Op
 }
 
 /// Records an event hitlhook itself produced about a checkpoint (decided, expired, cancelled).
-async fn insert_own_event(c: &mut AnyConnection, event_type: &str, cp: &Checkpoint, at: Timestamp) -> StoreResult<i64> {
+async fn insert_own_event(
+    c: &mut AnyConnection,
+    event_type: &str,
+    cp: &Checkpoint,
+    source: &str,
+    at: Timestamp,
+) -> StoreResult<i64> {
     let payload = json!({
         "event_type": event_type,
         "checkpoint_id": cp.id,
@@ -216,7 +222,7 @@ async fn insert_own_event(c: &mut AnyConnection, event_type: &str, cp: &Checkpoi
         event_type,
         kickoff_id: cp.kickoff_id.as_deref(),
         checkpoint_id: Some(&cp.id),
-        source: "hitlhook",
+        source,
         received_at: at,
         occurred_at: Some(at),
         payload: &payload,
@@ -301,6 +307,7 @@ async fn save_execution(c: &mut AnyConnection, ex: &Execution, first_seq: i64) -
 async fn apply_close(
     c: &mut AnyConnection,
     next: &Checkpoint,
+    source: &str,
     now: Timestamp,
 ) -> StoreResult<Option<(i64, Vec<Checkpoint>)>> {
     if !close_checkpoint(c, next).await? {
@@ -311,7 +318,7 @@ async fn apply_close(
         (CheckpointStatus::Cancelled, _) => ("checkpoint.cancelled", CheckpointClosed::Cancelled),
         _ => ("checkpoint.expired", CheckpointClosed::Expired),
     };
-    let seq = insert_own_event(c, event_type, next, now).await?;
+    let seq = insert_own_event(c, event_type, next, source, now).await?;
     let mut cascade = Vec::new();
     if let Some(kickoff) = &next.kickoff_id {
         if let Some(mut ex) = load_execution(c, kickoff).await? {
@@ -337,7 +344,7 @@ async fn cancel_pending(
     for row in &pending {
         let Some(next) = rows::checkpoint(row)?.cancel(reason) else { continue };
         if close_checkpoint(c, &next).await? {
-            insert_own_event(c, "checkpoint.cancelled", &next, now).await?;
+            insert_own_event(c, "checkpoint.cancelled", &next, "hitlhook", now).await?;
             let _ = ex.on_checkpoint_closed(CheckpointClosed::Cancelled, now);
             cancelled.push(next);
         }
@@ -476,7 +483,13 @@ impl Store for SqlStore {
         Ok(outcomes)
     }
 
-    async fn decide(&self, checkpoint_id: &str, request: DecisionRequest, now: Timestamp) -> StoreResult<DecideOutcome> {
+    async fn decide(
+        &self,
+        checkpoint_id: &str,
+        request: DecisionRequest,
+        source: &str,
+        now: Timestamp,
+    ) -> StoreResult<DecideOutcome> {
         // Two rounds at most: a lost race (PostgreSQL, several nodes) re-reads and re-decides,
         // which then yields Unchanged or Refused.
         for _ in 0..2 {
@@ -489,7 +502,7 @@ impl Store for SqlStore {
                 Ok(Decided::Unchanged) => return Ok(DecideOutcome::Unchanged(current)),
                 Ok(Decided::New(next)) => next,
             };
-            if let Some((seq, cancelled)) = apply_close(&mut tx, &next, now).await? {
+            if let Some((seq, cancelled)) = apply_close(&mut tx, &next, source, now).await? {
                 tx.commit().await?;
                 return Ok(DecideOutcome::Decided { checkpoint: next, seq, cancelled });
             }
@@ -511,7 +524,7 @@ impl Store for SqlStore {
         let mut changed = Vec::with_capacity(due.len());
         for row in &due {
             let Some(next) = rows::checkpoint(row)?.expire(now) else { continue };
-            if let Some((_, cascade)) = apply_close(&mut tx, &next, now).await? {
+            if let Some((_, cascade)) = apply_close(&mut tx, &next, "hitlhook", now).await? {
                 changed.push(next);
                 changed.extend(cascade);
             }
@@ -581,8 +594,8 @@ impl Store for SqlStore {
     }
 
     async fn list_events(&self, q: &EventQuery) -> StoreResult<Page<StoredEvent>> {
-        let mut sql = format!("select {EVENT_COLUMNS} from events where seq > $1");
-        let mut params = vec![Param::Int(q.after)];
+        let mut sql = format!("select {EVENT_COLUMNS} from events where 1 = 1");
+        let mut params = Vec::new();
         if let Some(kickoff) = &q.kickoff_id {
             params.push(Param::Text(kickoff.clone()));
             sql += &format!(" and kickoff_id = ${}", params.len());
@@ -591,9 +604,17 @@ impl Store for SqlStore {
             params.push(Param::Text(checkpoint.clone()));
             sql += &format!(" and checkpoint_id = ${}", params.len());
         }
+        let (cmp, dir) = match q.order {
+            Order::OldestFirst => (">", "asc"),
+            Order::NewestFirst => ("<", "desc"),
+        };
+        if let Some(cursor) = q.cursor {
+            params.push(Param::Int(cursor));
+            sql += &format!(" and seq {cmp} ${}", params.len());
+        }
         let limit = clamp_limit(q.limit);
         params.push(Param::Int(limit + 1));
-        sql += &format!(" order by seq asc limit ${}", params.len());
+        sql += &format!(" order by seq {dir} limit ${}", params.len());
         let rows = fetch_dynamic(&self.reader, sql, params).await?;
         let items = rows.iter().map(rows::event).collect::<StoreResult<Vec<_>>>()?;
         Ok(page(items, limit, |e| e.seq))

@@ -130,18 +130,18 @@ async fn a_bad_item_is_refused_alone_and_leaves_nothing_behind() {
 async fn the_first_decision_wins() {
     each_backend(|name, store| async move {
         ingest_one(&store, item("ev:1", checkpoint_event("cp-1", "k-1"))).await;
-        let first = store.decide("cp-1", decision(Action::Revise, Some("shorter")), T0).await.expect("decide");
+        let first = store.decide("cp-1", decision(Action::Revise, Some("shorter")), "test", T0).await.expect("decide");
         let DecideOutcome::Decided { checkpoint, .. } = first else { panic!("{name}: {first:?}") };
         let d = checkpoint.decision.expect("decision");
         assert_eq!((d.action, d.feedback.as_deref(), d.decided_by.as_str()), (Action::Revise, Some("shorter"), "alice"));
-        let same = store.decide("cp-1", decision(Action::Revise, Some("shorter")), T0).await.expect("decide");
+        let same = store.decide("cp-1", decision(Action::Revise, Some("shorter")), "test", T0).await.expect("decide");
         assert!(matches!(same, DecideOutcome::Unchanged(_)), "{name}: {same:?}");
-        let other = store.decide("cp-1", decision(Action::Continue, None), T0).await.expect("decide");
+        let other = store.decide("cp-1", decision(Action::Continue, None), "test", T0).await.expect("decide");
         assert!(
             matches!(other, DecideOutcome::Refused { error: DecideError::AlreadyDecided(ref d), .. } if d.action == Action::Revise),
             "{name}: {other:?}"
         );
-        assert!(matches!(store.decide("nope", decision(Action::Continue, None), T0).await.expect("decide"), DecideOutcome::NotFound));
+        assert!(matches!(store.decide("nope", decision(Action::Continue, None), "test", T0).await.expect("decide"), DecideOutcome::NotFound));
         let ex = store.get_execution("k-1").await.expect("get").expect("exists");
         assert_eq!((ex.status, ex.checkpoints_pending), (ExecutionStatus::Running, 0), "{name}");
         let trail = store
@@ -162,7 +162,7 @@ async fn concurrent_decisions_record_exactly_one() {
             .map(|i| {
                 let store = Arc::clone(&store);
                 let action = if i % 2 == 0 { Action::Continue } else { Action::Stop };
-                tokio::spawn(async move { store.decide("cp-1", decision(action, None), T0).await.expect("decide") })
+                tokio::spawn(async move { store.decide("cp-1", decision(action, None), "test", T0).await.expect("decide") })
             })
             .collect();
         let mut decided = 0;
@@ -181,7 +181,7 @@ async fn stop_stops_the_execution_and_cancels_its_other_checkpoints() {
     each_backend(|name, store| async move {
         ingest_one(&store, item("ev:1", checkpoint_event("cp-1", "k-1"))).await;
         ingest_one(&store, item("ev:2", checkpoint_event("cp-2", "k-1"))).await;
-        let out = store.decide("cp-1", decision(Action::Stop, None), T0).await.expect("decide");
+        let out = store.decide("cp-1", decision(Action::Stop, None), "test", T0).await.expect("decide");
         let DecideOutcome::Decided { cancelled, .. } = out else { panic!("{name}") };
         assert_eq!(cancelled.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["cp-2"], "{name}");
         let cp2 = store.get_checkpoint("cp-2").await.expect("get").expect("exists");
@@ -236,8 +236,8 @@ async fn listings_page_by_keyset() {
     each_backend(|name, store| async move {
         let items: Vec<_> = (0..5).map(|i| item(&format!("ev:{i}"), checkpoint_event(&format!("cp-{i}"), "k-1"))).collect();
         store.ingest(items).await.expect("ingest");
-        store.decide("cp-2", decision(Action::Continue, None), T0).await.expect("decide");
-        let mut q = CheckpointQuery { status: Some(CheckpointStatus::Pending), limit: 2, ..CheckpointQuery::default() };
+        store.decide("cp-2", decision(Action::Continue, None), "test", T0).await.expect("decide");
+        let mut q = CheckpointQuery { status: Some(CheckpointStatus::Pending), order: Order::NewestFirst, limit: 2, ..CheckpointQuery::default() };
         let mut seen = Vec::new();
         loop {
             let page = store.list_checkpoints(&q).await.expect("list");
@@ -254,7 +254,7 @@ async fn listings_page_by_keyset() {
             .expect("list");
         assert_eq!(oldest.items[0].id, "cp-0", "{name}");
         let events = store
-            .list_events(&EventQuery { kickoff_id: Some("k-1".into()), after: 2, limit: 100, ..EventQuery::default() })
+            .list_events(&EventQuery { kickoff_id: Some("k-1".into()), cursor: Some(2), limit: 100, ..EventQuery::default() })
             .await
             .expect("events");
         assert_eq!(events.items.first().map(|e| e.seq), Some(3), "{name}");

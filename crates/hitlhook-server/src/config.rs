@@ -1,0 +1,167 @@
+//! Configuration from flags, the environment and a `.env` file, with the seed prototype's names
+//! (`WEBHOOK_SECRET`, `WEBHOOK_API_KEY`, `WEBHOOK_BASE_URL`). Every flag's doc comment is its
+//! `--help` text.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A secret value: never printed by `Debug` or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl Secret {
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// A hint that identifies the kind of secret without revealing it: the well-known prefix
+    /// (`whsec_`, `hhk_`) if any, and the length.
+    #[must_use]
+    pub fn redacted(&self) -> String {
+        match self.0.split_once('_') {
+            Some((prefix, _)) if prefix.len() <= 5 => format!("{prefix}_…({} chars)", self.0.len()),
+            _ => format!("…({} chars)", self.0.len()),
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("must not be empty".to_owned());
+        }
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Settings of the server and of every command that opens the database.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address and port to listen on. Use 0.0.0.0:8001 to accept connections from other hosts,
+    /// or port 0 to pick a free port (printed at start).
+    #[arg(long, env = "HITLHOOK_BIND", default_value = "127.0.0.1:8001")]
+    pub bind: String,
+
+    /// Directory for the SQLite database and the generated webhook secret.
+    #[arg(long, env = "HITLHOOK_DATA_DIR", default_value = "hitlhook-data")]
+    pub data_dir: PathBuf,
+
+    /// Database: sqlite:///abs/path.db, sqlite:relative.db or postgres://user:pass@host/db.
+    /// Default: SQLite at DATA_DIR/hitlhook.db.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Webhook signing secret(s), comma-separated to rotate without downtime (the first one
+    /// signs). Plain strings and Standard Webhooks `whsec_<base64>` secrets are accepted.
+    /// Default: generated on first run and kept in DATA_DIR/webhook-secret.
+    #[arg(long = "webhook-secret", env = "WEBHOOK_SECRET", value_delimiter = ',', hide_env_values = true)]
+    pub webhook_secrets: Vec<Secret>,
+
+    /// An admin API key accepted in addition to the keys in the database (as in the seed
+    /// prototype). Default: none; an admin key is generated and printed once on first run.
+    #[arg(long = "api-key", env = "WEBHOOK_API_KEY", hide_env_values = true)]
+    pub admin_api_key: Option<Secret>,
+
+    /// The public URL of this server, used in links sent to people (Slack, email).
+    #[arg(long, env = "WEBHOOK_BASE_URL")]
+    pub base_url: Option<String>,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "HITLHOOK_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// How far a signature timestamp may be from this server's clock, in seconds, either way.
+    #[arg(long, env = "HITLHOOK_SIGNATURE_TOLERANCE_SECS", default_value_t = 300)]
+    pub signature_tolerance_secs: u64,
+
+    /// Longest long-poll wait a client may ask for with ?wait=SECONDS.
+    #[arg(long, env = "HITLHOOK_MAX_WAIT_SECS", default_value_t = 300)]
+    pub max_wait_secs: u64,
+
+    /// How often expired checkpoints are looked for, in milliseconds.
+    #[arg(long, env = "HITLHOOK_SWEEP_INTERVAL_MS", default_value_t = 1000)]
+    pub sweep_interval_ms: u64,
+
+    /// Do not run database migrations at start (run `hitlhook migrate` as a deploy step instead).
+    #[arg(long, env = "HITLHOOK_SKIP_MIGRATIONS")]
+    pub skip_migrations: bool,
+
+    /// Log format on stderr: text for people, json for log pipelines. Filter with RUST_LOG.
+    #[arg(long, env = "HITLHOOK_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The database URL in effect.
+    #[must_use]
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("hitlhook.db").display()))
+    }
+
+    #[must_use]
+    pub fn signature_tolerance(&self) -> Duration {
+        Duration::from_secs(self.signature_tolerance_secs)
+    }
+
+    #[must_use]
+    pub fn max_wait(&self) -> Duration {
+        Duration::from_secs(self.max_wait_secs)
+    }
+
+    #[must_use]
+    pub fn sweep_interval(&self) -> Duration {
+        Duration::from_millis(self.sweep_interval_ms.max(10))
+    }
+
+    /// Defaults for tests and embedding: everything as documented, on the given data dir.
+    #[must_use]
+    pub fn for_data_dir(data_dir: PathBuf) -> Self {
+        Config {
+            bind: "127.0.0.1:0".to_owned(),
+            data_dir,
+            database_url: None,
+            webhook_secrets: Vec::new(),
+            admin_api_key: None,
+            base_url: None,
+            max_body_bytes: 1024 * 1024,
+            signature_tolerance_secs: 300,
+            max_wait_secs: 300,
+            sweep_interval_ms: 1000,
+            skip_migrations: false,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_show() {
+        let s = Secret("whsec_abcdefghijklmnop".into());
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+        assert_eq!(s.redacted(), "whsec_…(22 chars)");
+        assert_eq!(Secret("plain-secret-value".into()).redacted(), "…(18 chars)");
+        assert_eq!(Secret("longprefix_value".into()).redacted(), "…(16 chars)");
+    }
+}

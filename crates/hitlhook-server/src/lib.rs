@@ -1,0 +1,17 @@
+//! hitlhook's server as a library: configuration, the HTTP API, authentication, the group-commit
+//! ingest path, long-poll waiters and the expiry sweeper. The `hitlhook` binary is a thin CLI on
+//! top; tests build the same [`App`] on port 0.
+
+pub mod app;
+pub mod bootstrap;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod ingest;
+pub mod security;
+pub mod sweeper;
+pub mod telemetry;
+pub mod waiters;
+
+pub use app::App;
+pub use config::Config;
