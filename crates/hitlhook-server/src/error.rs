@@ -13,7 +13,7 @@ pub enum ApiError {
     MalformedJson { line: usize, column: usize, message: String },
     #[error("{detail}")]
     BadRequest { code: &'static str, detail: String },
-    #[error("authentication failed: {detail}")]
+    #[error("{detail}")]
     Unauthorized { code: &'static str, detail: String },
     #[error("{detail}")]
     Forbidden { detail: String },
