@@ -63,11 +63,15 @@ def test_wrong_secret_is_signature_rejected(server) -> None:
     assert "not-the-secret" not in str(info.value) and "not-the-secret" not in repr(info.value)
 
 
-def test_unknown_api_key_is_unauthorized(server) -> None:
+def test_missing_or_unknown_api_key_is_unauthorized(server) -> None:
     with HitlClient(server.url, api_key="nope", max_retries=1) as bad:
         with pytest.raises(hitlhook.Unauthorized) as info:
             bad.status("whatever")
-    assert info.value.code == "unauthorized" and "nope" not in str(info.value)
+    assert info.value.status == 401 and info.value.code == "invalid_api_key" and "nope" not in str(info.value)
+    resp = httpx.get(server.url + "/webhook/status/whatever")
+    assert resp.status_code == 401
+    err = hitlhook.errors.error_from_response(resp.status_code, resp.content)
+    assert isinstance(err, hitlhook.Unauthorized) and err.code == "unauthorized"
 
 
 def test_unknown_checkpoint_is_not_found(client: HitlClient) -> None:
@@ -135,7 +139,18 @@ def test_request_decision_raises_on_stop_and_times_out(client: HitlClient, serve
 def test_server_side_expiry_applies_on_timeout(client: HitlClient) -> None:
     decision = client.request_decision("auto", {}, kickoff_id=kid(), expires_in=1, on_timeout="skip", allowed_actions=["continue", "skip"], timeout=30)
     assert decision.action == "skip"
-    assert decision.checkpoint is not None and decision.checkpoint.status == "expired"
+    # hitlhook records the on_timeout action as a decision by "system:timeout".
+    assert decision.checkpoint is not None and decision.checkpoint.status in ("decided", "expired")
+    assert decision.decided_by == "system:timeout"
+
+
+def test_expiry_without_on_timeout_closes_the_checkpoint(client: HitlClient) -> None:
+    with pytest.raises(hitlhook.CheckpointClosed) as info:
+        client.request_decision("lapses", {}, kickoff_id=kid(), expires_in=1, timeout=30)
+    assert info.value.checkpoint is not None and info.value.checkpoint.status == "expired"
+    with pytest.raises(hitlhook.CheckpointClosed) as late:
+        client.decide(info.value.checkpoint.checkpoint_id, "continue")
+    assert late.value.status == 409 and late.value.code == "checkpoint_closed"
 
 
 def test_seed_send_checkpoint_webhook_creates_a_checkpoint(server, client: HitlClient) -> None:

@@ -114,12 +114,13 @@ class FeedbackRequired(BadRequest):
 
 
 class SignatureRejected(ApiError):
-    """401: the webhook signature was missing, wrong or too old (``invalid_signature``,
-    ``stale_timestamp``, ``missing_signature``). Check ``WEBHOOK_SECRET`` and the clock."""
+    """401: the webhook signature was missing, wrong, malformed or outside the time window
+    (``invalid_signature``, ``missing_signature``, ``malformed_signature``,
+    ``stale_timestamp``, ``future_timestamp``). Check ``WEBHOOK_SECRET`` and the clock."""
 
 
 class Unauthorized(ApiError):
-    """401: the API key was missing or unknown (``unauthorized``)."""
+    """401: the API key was missing (``unauthorized``) or unknown/revoked (``invalid_api_key``)."""
 
 
 class Forbidden(ApiError):
@@ -191,7 +192,10 @@ _BY_CODE: dict[str, type[ApiError]] = {
     "invalid_signature": SignatureRejected,
     "stale_timestamp": SignatureRejected,
     "missing_signature": SignatureRejected,
+    "malformed_signature": SignatureRejected,
+    "future_timestamp": SignatureRejected,
     "unauthorized": Unauthorized,
+    "invalid_api_key": Unauthorized,
     "forbidden": Forbidden,
     "not_found": NotFound,
     "already_decided": AlreadyDecided,
