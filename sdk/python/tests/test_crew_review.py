@@ -108,6 +108,7 @@ def test_stop_ends_the_crew_without_agent_retries(hitl, server) -> None:
     assert hitl.flush(10)
     types = [e["payload"].get("crewai_type") for e in hitl.client.list_events(str(crew.id), limit=100).items]
     assert "task_failed" in types and types[-1] == "crew_kickoff_failed"
+    assert hitl.client.status(str(crew.id)).status == "stopped"
 
 
 def test_review_timeout_aborts_cleanly(server) -> None:
