@@ -22,7 +22,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     writeln!(stdout, "listening on http://{}", app.local_addr()?)?;
     stdout.flush()?;
-    app.run_until_stopped(hitlhook_server::app::shutdown_signal()).await
+    app.run_until_stopped(hitlhook_server::app::shutdown_signal())
+        .await
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<std::sync::Arc<dyn Store>> {
@@ -30,13 +31,20 @@ async fn open_store(config: &Config) -> anyhow::Result<std::sync::Arc<dyn Store>
     let store = hitlhook_store::connect(&url)
         .await
         .with_context(|| format!("opening the database {}", hitlhook_store::redact_url(&url)))?;
-    store.migrate().await.context("running database migrations")?;
+    store
+        .migrate()
+        .await
+        .context("running database migrations")?;
     Ok(store)
 }
 
 pub async fn migrate(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
-    eprintln!("migrations applied to {} ({})", hitlhook_store::redact_url(&config.database_url()), store.backend());
+    eprintln!(
+        "migrations applied to {} ({})",
+        hitlhook_store::redact_url(&config.database_url()),
+        store.backend()
+    );
     Ok(())
 }
 
@@ -72,16 +80,31 @@ pub async fn keys(config: Config, action: KeysAction) -> anyhow::Result<()> {
                 }
                 other => anyhow::Error::new(other),
             })?;
-            eprintln!("Created API key {:?} (scope {}, id {}). It is shown only now:", key.name, key.scope, key.id);
+            eprintln!(
+                "Created API key {:?} (scope {}, id {}). It is shown only now:",
+                key.name, key.scope, key.id
+            );
             println!("{secret}");
             eprintln!("Use it as:  Authorization: Bearer <key>");
         }
         KeysAction::List => {
             let keys = store.list_api_keys().await?;
-            println!("{:<38} {:<24} {:<9} {:<10} {:<25} revoked", "id", "name", "scope", "prefix", "created");
+            println!(
+                "{:<38} {:<24} {:<9} {:<10} {:<25} revoked",
+                "id", "name", "scope", "prefix", "created"
+            );
             for k in keys {
-                let revoked = k.revoked_at.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339());
-                println!("{:<38} {:<24} {:<9} {:<10} {:<25} {revoked}", k.id, k.name, k.scope, k.prefix, k.created_at.to_rfc3339());
+                let revoked = k
+                    .revoked_at
+                    .map_or_else(|| "-".to_owned(), |t| t.to_rfc3339());
+                println!(
+                    "{:<38} {:<24} {:<9} {:<10} {:<25} {revoked}",
+                    k.id,
+                    k.name,
+                    k.scope,
+                    k.prefix,
+                    k.created_at.to_rfc3339()
+                );
             }
         }
         KeysAction::Revoke { key } => {
@@ -107,7 +130,12 @@ pub struct SignArgs {
     #[arg(long, env = "HITLHOOK_DATA_DIR", default_value = "hitlhook-data")]
     pub data_dir: PathBuf,
     /// The secret to sign with (default: the first of WEBHOOK_SECRET, else the generated one).
-    #[arg(long = "webhook-secret", env = "WEBHOOK_SECRET", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "webhook-secret",
+        env = "WEBHOOK_SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub webhook_secrets: Vec<Secret>,
 }
 
@@ -118,7 +146,9 @@ pub fn sign(args: SignArgs) -> anyhow::Result<()> {
             body = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         }
         _ => {
-            std::io::stdin().read_to_end(&mut body).context("reading the body from stdin")?;
+            std::io::stdin()
+                .read_to_end(&mut body)
+                .context("reading the body from stdin")?;
         }
     }
     let mut config = Config::for_data_dir(args.data_dir);
@@ -130,8 +160,12 @@ pub fn sign(args: SignArgs) -> anyhow::Result<()> {
             config.data_dir.join(bootstrap::SECRET_FILE).display()
         );
     };
-    let id = args.webhook_id.unwrap_or_else(|| format!("msg_{}", uuid::Uuid::new_v4().simple()));
-    for (name, value) in signature::sign_headers(secret, &body, &id, Timestamp::now().unix_seconds()) {
+    let id = args
+        .webhook_id
+        .unwrap_or_else(|| format!("msg_{}", uuid::Uuid::new_v4().simple()));
+    for (name, value) in
+        signature::sign_headers(secret, &body, &id, Timestamp::now().unix_seconds())
+    {
         println!("{name}: {value}");
     }
     Ok(())
@@ -144,22 +178,55 @@ pub fn print_config(config: &Config) -> anyhow::Result<()> {
     } else if secrets.is_empty() {
         "none yet: generated on first `serve`".to_owned()
     } else {
-        format!("from {}", config.data_dir.join(bootstrap::SECRET_FILE).display())
+        format!(
+            "from {}",
+            config.data_dir.join(bootstrap::SECRET_FILE).display()
+        )
     };
     let shown: Vec<String> = secrets.iter().map(Secret::redacted).collect();
     let lines = [
         ("HITLHOOK_BIND", config.bind.clone()),
         ("HITLHOOK_DATA_DIR", config.data_dir.display().to_string()),
-        ("DATABASE_URL", hitlhook_store::redact_url(&config.database_url())),
-        ("WEBHOOK_SECRET", format!("{} ({secret_source})", shown.join(","))),
-        ("WEBHOOK_API_KEY", config.admin_api_key.as_ref().map_or_else(|| "not set".to_owned(), Secret::redacted)),
-        ("WEBHOOK_BASE_URL", config.base_url.clone().unwrap_or_else(|| format!("not set (http://{})", config.bind))),
+        (
+            "DATABASE_URL",
+            hitlhook_store::redact_url(&config.database_url()),
+        ),
+        (
+            "WEBHOOK_SECRET",
+            format!("{} ({secret_source})", shown.join(",")),
+        ),
+        (
+            "WEBHOOK_API_KEY",
+            config
+                .admin_api_key
+                .as_ref()
+                .map_or_else(|| "not set".to_owned(), Secret::redacted),
+        ),
+        (
+            "WEBHOOK_BASE_URL",
+            config
+                .base_url
+                .clone()
+                .unwrap_or_else(|| format!("not set (http://{})", config.bind)),
+        ),
         ("HITLHOOK_MAX_BODY_BYTES", config.max_body_bytes.to_string()),
-        ("HITLHOOK_SIGNATURE_TOLERANCE_SECS", config.signature_tolerance_secs.to_string()),
+        (
+            "HITLHOOK_SIGNATURE_TOLERANCE_SECS",
+            config.signature_tolerance_secs.to_string(),
+        ),
         ("HITLHOOK_MAX_WAIT_SECS", config.max_wait_secs.to_string()),
-        ("HITLHOOK_SWEEP_INTERVAL_MS", config.sweep_interval_ms.to_string()),
-        ("HITLHOOK_SKIP_MIGRATIONS", config.skip_migrations.to_string()),
-        ("HITLHOOK_LOG_FORMAT", format!("{:?}", config.log_format).to_lowercase()),
+        (
+            "HITLHOOK_SWEEP_INTERVAL_MS",
+            config.sweep_interval_ms.to_string(),
+        ),
+        (
+            "HITLHOOK_SKIP_MIGRATIONS",
+            config.skip_migrations.to_string(),
+        ),
+        (
+            "HITLHOOK_LOG_FORMAT",
+            format!("{:?}", config.log_format).to_lowercase(),
+        ),
     ];
     for (name, value) in lines {
         println!("{name}={value}");

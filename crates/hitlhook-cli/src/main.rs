@@ -19,7 +19,12 @@ use hitlhook_server::Config;
 ///   hitlhook sign body.json > headers    # signature headers for curl -H @headers
 ///   hitlhook keys create --name alice --scope reviewer
 #[derive(Debug, Parser)]
-#[command(name = "hitlhook", version, propagate_version = true, verbatim_doc_comment)]
+#[command(
+    name = "hitlhook",
+    version,
+    propagate_version = true,
+    verbatim_doc_comment
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,7 +64,10 @@ fn main() -> ExitCode {
         }
     }
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -49,7 +49,9 @@ impl FromStr for Scope {
             "ingest" => Ok(Scope::Ingest),
             "reviewer" => Ok(Scope::Reviewer),
             "admin" => Ok(Scope::Admin),
-            other => Err(format!("unknown scope {other:?}: expected ingest, reviewer or admin")),
+            other => Err(format!(
+                "unknown scope {other:?}: expected ingest, reviewer or admin"
+            )),
         }
     }
 }

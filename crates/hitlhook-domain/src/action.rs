@@ -61,12 +61,19 @@ impl FromStr for Action {
 /// Joins actions as `continue,stop` for storage and display.
 #[must_use]
 pub fn join(actions: &[Action]) -> String {
-    actions.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(",")
+    actions
+        .iter()
+        .map(|a| a.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The inverse of [`join`].
 pub fn split(text: &str) -> Result<Vec<Action>, ParseActionError> {
-    text.split(',').filter(|s| !s.is_empty()).map(str::parse).collect()
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::parse)
+        .collect()
 }
 
 #[cfg(test)]

@@ -95,11 +95,17 @@ pub struct CheckpointSpec {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
     #[error("{field}: {problem}")]
-    Invalid { field: &'static str, problem: String },
+    Invalid {
+        field: &'static str,
+        problem: String,
+    },
 }
 
 fn invalid(field: &'static str, problem: impl Into<String>) -> SpecError {
-    SpecError::Invalid { field, problem: problem.into() }
+    SpecError::Invalid {
+        field,
+        problem: problem.into(),
+    }
 }
 
 /// Checks an id, name or person label: non-empty, bounded, printable.
@@ -108,7 +114,10 @@ pub fn check_label(field: &'static str, value: &str) -> Result<(), SpecError> {
         return Err(invalid(field, "must not be empty"));
     }
     if value.len() > MAX_LABEL_LEN {
-        return Err(invalid(field, format!("must be at most {MAX_LABEL_LEN} bytes")));
+        return Err(invalid(
+            field,
+            format!("must be at most {MAX_LABEL_LEN} bytes"),
+        ));
     }
     if value.chars().any(char::is_control) {
         return Err(invalid(field, "must not contain control characters"));
@@ -148,7 +157,10 @@ impl CheckpointSpec {
         };
         let expires_at = match (self.expires_at, self.expires_in_seconds) {
             (Some(_), Some(_)) => {
-                return Err(invalid("expires_in", "give either expires_at or expires_in, not both"));
+                return Err(invalid(
+                    "expires_in",
+                    "give either expires_at or expires_in, not both",
+                ));
             }
             (Some(at), None) if at <= now => {
                 return Err(invalid("expires_at", "is already in the past"));
@@ -231,7 +243,10 @@ impl Checkpoint {
     pub fn decide(&self, request: DecisionRequest, now: Timestamp) -> Result<Decided, DecideError> {
         match self.status {
             CheckpointStatus::Decided => {
-                let existing = self.decision.clone().ok_or(DecideError::Closed(self.status))?;
+                let existing = self
+                    .decision
+                    .clone()
+                    .ok_or(DecideError::Closed(self.status))?;
                 let same_feedback = normalize(existing.feedback.as_deref())
                     == normalize(request.feedback.as_deref());
                 if existing.action == request.action && same_feedback {
@@ -363,7 +378,10 @@ mod tests {
     }
 
     fn decided(action: Action, feedback: Option<&str>) -> Checkpoint {
-        match pending().decide(req(action, feedback), T0).expect("decides") {
+        match pending()
+            .decide(req(action, feedback), T0)
+            .expect("decides")
+        {
             Decided::New(cp) => cp,
             Decided::Unchanged => panic!("expected a new decision"),
         }
@@ -375,21 +393,93 @@ mod tests {
         let after_expiry = T0.plus_seconds(60);
         let mut only_continue = pending();
         only_continue.allowed_actions = vec![Action::Continue];
-        let cases: Vec<(&str, Checkpoint, DecisionRequest, Timestamp, Result<&str, DecideError>)> = vec![
-            ("continue", pending(), req(Action::Continue, None), later, Ok("new")),
-            ("stop", pending(), req(Action::Stop, Some("no")), later, Ok("new")),
+        let cases: Vec<(
+            &str,
+            Checkpoint,
+            DecisionRequest,
+            Timestamp,
+            Result<&str, DecideError>,
+        )> = vec![
+            (
+                "continue",
+                pending(),
+                req(Action::Continue, None),
+                later,
+                Ok("new"),
+            ),
+            (
+                "stop",
+                pending(),
+                req(Action::Stop, Some("no")),
+                later,
+                Ok("new"),
+            ),
             ("skip", pending(), req(Action::Skip, None), later, Ok("new")),
-            ("revise with text", pending(), req(Action::Revise, Some("shorter")), later, Ok("new")),
-            ("revise without text", pending(), req(Action::Revise, None), later, Err(DecideError::FeedbackRequired)),
-            ("revise blank text", pending(), req(Action::Revise, Some("  ")), later, Err(DecideError::FeedbackRequired)),
-            ("not allowed", only_continue, req(Action::Stop, None), later, Err(DecideError::ActionNotAllowed(Action::Stop))),
-            ("at expiry", pending(), req(Action::Continue, None), after_expiry, Err(DecideError::Closed(CheckpointStatus::Expired))),
-            ("same again", decided(Action::Continue, None), req(Action::Continue, None), later, Ok("unchanged")),
-            ("same, trimmed", decided(Action::Revise, Some("x")), req(Action::Revise, Some(" x ")), later, Ok("unchanged")),
-            ("different later", decided(Action::Continue, None), req(Action::Stop, None), later,
-                Err(DecideError::AlreadyDecided(decided(Action::Continue, None).decision.expect("decision")))),
-            ("cancelled", pending().cancel("crew completed").expect("cancel"), req(Action::Continue, None), later,
-                Err(DecideError::Closed(CheckpointStatus::Cancelled))),
+            (
+                "revise with text",
+                pending(),
+                req(Action::Revise, Some("shorter")),
+                later,
+                Ok("new"),
+            ),
+            (
+                "revise without text",
+                pending(),
+                req(Action::Revise, None),
+                later,
+                Err(DecideError::FeedbackRequired),
+            ),
+            (
+                "revise blank text",
+                pending(),
+                req(Action::Revise, Some("  ")),
+                later,
+                Err(DecideError::FeedbackRequired),
+            ),
+            (
+                "not allowed",
+                only_continue,
+                req(Action::Stop, None),
+                later,
+                Err(DecideError::ActionNotAllowed(Action::Stop)),
+            ),
+            (
+                "at expiry",
+                pending(),
+                req(Action::Continue, None),
+                after_expiry,
+                Err(DecideError::Closed(CheckpointStatus::Expired)),
+            ),
+            (
+                "same again",
+                decided(Action::Continue, None),
+                req(Action::Continue, None),
+                later,
+                Ok("unchanged"),
+            ),
+            (
+                "same, trimmed",
+                decided(Action::Revise, Some("x")),
+                req(Action::Revise, Some(" x ")),
+                later,
+                Ok("unchanged"),
+            ),
+            (
+                "different later",
+                decided(Action::Continue, None),
+                req(Action::Stop, None),
+                later,
+                Err(DecideError::AlreadyDecided(
+                    decided(Action::Continue, None).decision.expect("decision"),
+                )),
+            ),
+            (
+                "cancelled",
+                pending().cancel("crew completed").expect("cancel"),
+                req(Action::Continue, None),
+                later,
+                Err(DecideError::Closed(CheckpointStatus::Cancelled)),
+            ),
         ];
         for (name, cp, request, now, want) in cases {
             let got = cp.decide(request, now).map(|d| match d {
@@ -405,8 +495,14 @@ mod tests {
         let cp = decided(Action::Revise, Some("  be brief "));
         let d = cp.decision.expect("decision");
         assert_eq!(cp.status, CheckpointStatus::Decided);
-        assert_eq!((d.action, d.feedback.as_deref()), (Action::Revise, Some("be brief")));
-        assert_eq!((d.decided_by.as_str(), d.channel.as_str(), d.decided_at), ("alice", "api", T0));
+        assert_eq!(
+            (d.action, d.feedback.as_deref()),
+            (Action::Revise, Some("be brief"))
+        );
+        assert_eq!(
+            (d.decided_by.as_str(), d.channel.as_str(), d.decided_at),
+            ("alice", "api", T0)
+        );
     }
 
     #[test]
@@ -417,11 +513,17 @@ mod tests {
         let at = T0.plus_seconds(60);
         assert_eq!(pending().expire(before), None);
         let expired = pending().expire(at).expect("expires");
-        assert_eq!((expired.status, expired.decision), (CheckpointStatus::Expired, None));
+        assert_eq!(
+            (expired.status, expired.decision),
+            (CheckpointStatus::Expired, None)
+        );
         let timed_out = with_default.expire(at).expect("times out");
         let d = timed_out.decision.expect("decision");
         assert_eq!(timed_out.status, CheckpointStatus::Decided);
-        assert_eq!((d.action, d.decided_by.as_str(), d.channel.as_str()), (Action::Stop, "system:timeout", "system"));
+        assert_eq!(
+            (d.action, d.decided_by.as_str(), d.channel.as_str()),
+            (Action::Stop, "system:timeout", "system")
+        );
         assert_eq!(decided(Action::Continue, None).expire(at), None);
         let mut no_expiry = pending();
         no_expiry.expires_at = None;
@@ -430,33 +532,126 @@ mod tests {
 
     #[test]
     fn spec_validation_table() {
-        let base = || CheckpointSpec { name: "n".into(), context_json: "{}".into(), ..CheckpointSpec::default() };
+        let base = || CheckpointSpec {
+            name: "n".into(),
+            context_json: "{}".into(),
+            ..CheckpointSpec::default()
+        };
         let cases: Vec<(&str, CheckpointSpec, Option<&str>)> = vec![
             ("minimal", base(), None),
-            ("empty name", CheckpointSpec { name: " ".into(), ..base() }, Some("checkpoint_name")),
-            ("long id", CheckpointSpec { id: Some("x".repeat(300)), ..base() }, Some("checkpoint_id")),
-            ("control char", CheckpointSpec { id: Some("a\nb".into()), ..base() }, Some("checkpoint_id")),
-            ("no actions", CheckpointSpec { allowed_actions: Some(vec![]), ..base() }, Some("allowed_actions")),
-            ("both expiries", CheckpointSpec { expires_in_seconds: Some(5), expires_at: Some(T0.plus_seconds(9)), ..base() }, Some("expires_in")),
-            ("past", CheckpointSpec { expires_at: Some(T0), ..base() }, Some("expires_at")),
-            ("zero secs", CheckpointSpec { expires_in_seconds: Some(0), ..base() }, Some("expires_in")),
-            ("timeout w/o expiry", CheckpointSpec { on_timeout: Some(Action::Continue), ..base() }, Some("on_timeout")),
-            ("timeout revise", CheckpointSpec { on_timeout: Some(Action::Revise), expires_in_seconds: Some(5), ..base() }, Some("on_timeout")),
-            ("timeout not allowed", CheckpointSpec { on_timeout: Some(Action::Skip), expires_in_seconds: Some(5),
-                allowed_actions: Some(vec![Action::Continue]), ..base() }, Some("on_timeout")),
-            ("timeout ok", CheckpointSpec { on_timeout: Some(Action::Skip), expires_in_seconds: Some(5), ..base() }, None),
+            (
+                "empty name",
+                CheckpointSpec {
+                    name: " ".into(),
+                    ..base()
+                },
+                Some("checkpoint_name"),
+            ),
+            (
+                "long id",
+                CheckpointSpec {
+                    id: Some("x".repeat(300)),
+                    ..base()
+                },
+                Some("checkpoint_id"),
+            ),
+            (
+                "control char",
+                CheckpointSpec {
+                    id: Some("a\nb".into()),
+                    ..base()
+                },
+                Some("checkpoint_id"),
+            ),
+            (
+                "no actions",
+                CheckpointSpec {
+                    allowed_actions: Some(vec![]),
+                    ..base()
+                },
+                Some("allowed_actions"),
+            ),
+            (
+                "both expiries",
+                CheckpointSpec {
+                    expires_in_seconds: Some(5),
+                    expires_at: Some(T0.plus_seconds(9)),
+                    ..base()
+                },
+                Some("expires_in"),
+            ),
+            (
+                "past",
+                CheckpointSpec {
+                    expires_at: Some(T0),
+                    ..base()
+                },
+                Some("expires_at"),
+            ),
+            (
+                "zero secs",
+                CheckpointSpec {
+                    expires_in_seconds: Some(0),
+                    ..base()
+                },
+                Some("expires_in"),
+            ),
+            (
+                "timeout w/o expiry",
+                CheckpointSpec {
+                    on_timeout: Some(Action::Continue),
+                    ..base()
+                },
+                Some("on_timeout"),
+            ),
+            (
+                "timeout revise",
+                CheckpointSpec {
+                    on_timeout: Some(Action::Revise),
+                    expires_in_seconds: Some(5),
+                    ..base()
+                },
+                Some("on_timeout"),
+            ),
+            (
+                "timeout not allowed",
+                CheckpointSpec {
+                    on_timeout: Some(Action::Skip),
+                    expires_in_seconds: Some(5),
+                    allowed_actions: Some(vec![Action::Continue]),
+                    ..base()
+                },
+                Some("on_timeout"),
+            ),
+            (
+                "timeout ok",
+                CheckpointSpec {
+                    on_timeout: Some(Action::Skip),
+                    expires_in_seconds: Some(5),
+                    ..base()
+                },
+                None,
+            ),
         ];
         for (name, spec, want) in cases {
-            let got = spec.into_checkpoint("gen".into(), T0, 1).err().map(|SpecError::Invalid { field, .. }| field);
+            let got = spec
+                .into_checkpoint("gen".into(), T0, 1)
+                .err()
+                .map(|SpecError::Invalid { field, .. }| field);
             assert_eq!(got, want, "case {name}");
         }
     }
 
     #[test]
     fn generated_id_and_defaults() {
-        let cp = CheckpointSpec { name: "n".into(), context_json: "{}".into(), allowed_actions: Some(vec![Action::Stop, Action::Stop]), ..CheckpointSpec::default() }
-            .into_checkpoint("gen-1".into(), T0, 7)
-            .expect("valid");
+        let cp = CheckpointSpec {
+            name: "n".into(),
+            context_json: "{}".into(),
+            allowed_actions: Some(vec![Action::Stop, Action::Stop]),
+            ..CheckpointSpec::default()
+        }
+        .into_checkpoint("gen-1".into(), T0, 7)
+        .expect("valid");
         assert_eq!((cp.id.as_str(), cp.created_seq), ("gen-1", 7));
         assert_eq!(cp.allowed_actions, vec![Action::Stop]);
     }
@@ -464,8 +659,16 @@ mod tests {
     #[test]
     fn same_request_compares_json_semantically() {
         let cp = pending();
-        let spec = CheckpointSpec { name: "after_planning".into(), kickoff_id: Some("k-1".into()), context_json: "{ }".into(), ..CheckpointSpec::default() };
+        let spec = CheckpointSpec {
+            name: "after_planning".into(),
+            kickoff_id: Some("k-1".into()),
+            context_json: "{ }".into(),
+            ..CheckpointSpec::default()
+        };
         assert!(cp.same_request(&spec));
-        assert!(!cp.same_request(&CheckpointSpec { context_json: "{\"a\":1}".into(), ..spec }));
+        assert!(!cp.same_request(&CheckpointSpec {
+            context_json: "{\"a\":1}".into(),
+            ..spec
+        }));
     }
 }

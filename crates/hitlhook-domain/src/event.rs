@@ -76,7 +76,9 @@ impl EventKind {
     pub fn is_reserved(&self) -> bool {
         matches!(
             self,
-            EventKind::CheckpointDecided | EventKind::CheckpointExpired | EventKind::CheckpointCancelled
+            EventKind::CheckpointDecided
+                | EventKind::CheckpointExpired
+                | EventKind::CheckpointCancelled
         )
     }
 }
@@ -111,7 +113,11 @@ impl EventIdentity {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvelopeError {
     #[error("malformed JSON at line {line}, column {column}: {message}")]
-    Syntax { line: usize, column: usize, message: String },
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("{path}: {message}")]
     Schema { path: String, message: String },
 }
@@ -152,12 +158,19 @@ struct Wire<'a> {
 }
 
 fn schema(path: &str, message: impl Into<String>) -> EnvelopeError {
-    EnvelopeError::Schema { path: path.to_owned(), message: message.into() }
+    EnvelopeError::Schema {
+        path: path.to_owned(),
+        message: message.into(),
+    }
 }
 
 impl EventEnvelope {
     /// Reads an event from the exact bytes that were signed.
     pub fn parse(body: &[u8]) -> Result<Self, EnvelopeError> {
+        // serde reads a struct from an array too; an event must be an object.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(schema("body", "must be a JSON object, not an array"));
+        }
         let de = &mut serde_json::Deserializer::from_slice(body);
         let wire: Wire<'_> = serde_path_to_error::deserialize(de).map_err(|err| {
             let path = err.path().to_string();
@@ -176,19 +189,30 @@ impl EventEnvelope {
         let event_type = wire
             .event_type
             .ok_or_else(|| schema("event_type", "is required (e.g. \"checkpoint.required\")"))?;
-        if event_type.is_empty() || event_type.len() > 128 || event_type.chars().any(char::is_control) {
-            return Err(schema("event_type", "must be 1 to 128 printable characters"));
+        if event_type.is_empty()
+            || event_type.len() > 128
+            || event_type.chars().any(char::is_control)
+        {
+            return Err(schema(
+                "event_type",
+                "must be 1 to 128 printable characters",
+            ));
         }
         let kind = EventKind::parse(&event_type);
         if kind.is_reserved() {
-            return Err(schema("event_type", format!("{kind} is written by hitlhook itself and cannot be sent")));
+            return Err(schema(
+                "event_type",
+                format!("{kind} is written by hitlhook itself and cannot be sent"),
+            ));
         }
         let occurred_at = match wire.timestamp {
             None => None,
-            Some(text) => Some(
-                Timestamp::parse_rfc3339(&text)
-                    .ok_or_else(|| schema("timestamp", "must be an RFC 3339 time such as 2026-01-31T12:00:00Z"))?,
-            ),
+            Some(text) => Some(Timestamp::parse_rfc3339(&text).ok_or_else(|| {
+                schema(
+                    "timestamp",
+                    "must be an RFC 3339 time such as 2026-01-31T12:00:00Z",
+                )
+            })?),
         };
         let checkpoint = if kind == EventKind::CheckpointRequired {
             let name = wire
@@ -202,7 +226,11 @@ impl EventEnvelope {
                 ),
             };
             let context_json = match wire.context {
-                Some(raw) if !raw.get().starts_with('{') && !raw.get().starts_with('[') && raw.get() != "null" => {
+                Some(raw)
+                    if !raw.get().starts_with('{')
+                        && !raw.get().starts_with('[')
+                        && raw.get() != "null" =>
+                {
                     return Err(schema("context", "must be a JSON object or array"));
                 }
                 Some(raw) if raw.get() != "null" => raw.get().to_owned(),
@@ -257,8 +285,10 @@ mod tests {
 
     #[test]
     fn unknown_types_and_fields_are_kept() {
-        let env = EventEnvelope::parse(br#"{"type":"llm_call_started","execution_id":"k","data":{"x":1}}"#)
-            .expect("parses");
+        let env = EventEnvelope::parse(
+            br#"{"type":"llm_call_started","execution_id":"k","data":{"x":1}}"#,
+        )
+        .expect("parses");
         assert_eq!(env.kind, EventKind::Other("llm_call_started".into()));
         assert_eq!(env.kickoff_id.as_deref(), Some("k"));
     }
@@ -295,6 +325,9 @@ mod tests {
     #[test]
     fn syntax_errors_say_where() {
         let err = EventEnvelope::parse(b"{\n  \"event_type\": \"x\",,\n}").expect_err("bad");
-        assert!(matches!(err, EnvelopeError::Syntax { line: 2, .. }), "{err:?}");
+        assert!(
+            matches!(err, EnvelopeError::Syntax { line: 2, .. }),
+            "{err:?}"
+        );
     }
 }

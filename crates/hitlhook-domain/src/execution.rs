@@ -44,7 +44,10 @@ impl ExecutionStatus {
     /// Completed, failed and stopped are final: late or out-of-order events do not reopen them.
     #[must_use]
     pub fn is_terminal(self) -> bool {
-        matches!(self, ExecutionStatus::Completed | ExecutionStatus::Failed | ExecutionStatus::Stopped)
+        matches!(
+            self,
+            ExecutionStatus::Completed | ExecutionStatus::Failed | ExecutionStatus::Stopped
+        )
     }
 }
 
@@ -144,7 +147,9 @@ impl Execution {
             Some(status) if status.is_terminal() => {
                 self.status = status;
                 self.finished_at = Some(at);
-                Effects { cancel_pending: self.checkpoints_pending > 0 }
+                Effects {
+                    cancel_pending: self.checkpoints_pending > 0,
+                }
             }
             Some(status) => {
                 self.status = status;
@@ -192,28 +197,92 @@ mod tests {
         let cp = || Ev(EventKind::CheckpointRequired);
         let cases: Vec<(&str, Vec<Step>, ExecutionStatus, i64)> = vec![
             ("started", vec![Ev(EventKind::CrewStarted)], Running, 0),
-            ("checkpoint waits", vec![Ev(EventKind::CrewStarted), cp()], WaitingForHuman, 1),
-            ("task event while waiting keeps waiting", vec![cp(), Ev(EventKind::StepStarted)], WaitingForHuman, 1),
-            ("continue resumes", vec![cp(), Closed(CheckpointClosed::Decided(Action::Continue))], Running, 0),
-            ("one of two decided", vec![cp(), cp(), Closed(CheckpointClosed::Decided(Action::Skip))], WaitingForHuman, 1),
-            ("stop stops", vec![cp(), Closed(CheckpointClosed::Decided(Action::Stop))], Stopped, 0),
-            ("expired resumes", vec![cp(), Closed(CheckpointClosed::Expired)], Running, 0),
-            ("completed", vec![Ev(EventKind::CrewStarted), Ev(EventKind::CrewCompleted)], Completed, 0),
+            (
+                "checkpoint waits",
+                vec![Ev(EventKind::CrewStarted), cp()],
+                WaitingForHuman,
+                1,
+            ),
+            (
+                "task event while waiting keeps waiting",
+                vec![cp(), Ev(EventKind::StepStarted)],
+                WaitingForHuman,
+                1,
+            ),
+            (
+                "continue resumes",
+                vec![cp(), Closed(CheckpointClosed::Decided(Action::Continue))],
+                Running,
+                0,
+            ),
+            (
+                "one of two decided",
+                vec![cp(), cp(), Closed(CheckpointClosed::Decided(Action::Skip))],
+                WaitingForHuman,
+                1,
+            ),
+            (
+                "stop stops",
+                vec![cp(), Closed(CheckpointClosed::Decided(Action::Stop))],
+                Stopped,
+                0,
+            ),
+            (
+                "expired resumes",
+                vec![cp(), Closed(CheckpointClosed::Expired)],
+                Running,
+                0,
+            ),
+            (
+                "completed",
+                vec![Ev(EventKind::CrewStarted), Ev(EventKind::CrewCompleted)],
+                Completed,
+                0,
+            ),
             ("failed", vec![Ev(EventKind::CrewFailed)], Failed, 0),
-            ("terminal is sticky", vec![Ev(EventKind::CrewCompleted), Ev(EventKind::TaskStarted), cp()], Completed, 1),
-            ("unknown types count", vec![Ev(EventKind::Other("llm_call_started".into()))], Running, 0),
+            (
+                "terminal is sticky",
+                vec![
+                    Ev(EventKind::CrewCompleted),
+                    Ev(EventKind::TaskStarted),
+                    cp(),
+                ],
+                Completed,
+                1,
+            ),
+            (
+                "unknown types count",
+                vec![Ev(EventKind::Other("llm_call_started".into()))],
+                Running,
+                0,
+            ),
         ];
         for (name, steps, want, pending) in cases {
             let (ex, _) = run(steps);
-            assert_eq!((ex.status, ex.checkpoints_pending), (want, pending), "case {name}");
+            assert_eq!(
+                (ex.status, ex.checkpoints_pending),
+                (want, pending),
+                "case {name}"
+            );
         }
     }
 
     #[test]
     fn ending_with_pending_checkpoints_cancels_them() {
-        let (ex, effects) = run(vec![Step::Ev(EventKind::CheckpointRequired), Step::Ev(EventKind::CrewFailed)]);
+        let (ex, effects) = run(vec![
+            Step::Ev(EventKind::CheckpointRequired),
+            Step::Ev(EventKind::CrewFailed),
+        ]);
         assert_eq!(ex.finished_at, Some(T));
-        assert_eq!(effects, vec![Effects::default(), Effects { cancel_pending: true }]);
+        assert_eq!(
+            effects,
+            vec![
+                Effects::default(),
+                Effects {
+                    cancel_pending: true
+                }
+            ]
+        );
         let (_, effects) = run(vec![Step::Ev(EventKind::CrewCompleted)]);
         assert_eq!(effects, vec![Effects::default()]);
     }
@@ -228,7 +297,14 @@ mod tests {
             Step::Ev(EventKind::CheckpointRequired),
         ]);
         assert_eq!(
-            (ex.events_total, ex.tasks_started, ex.tasks_completed, ex.tasks_failed, ex.steps_completed, ex.checkpoints_total),
+            (
+                ex.events_total,
+                ex.tasks_started,
+                ex.tasks_completed,
+                ex.tasks_failed,
+                ex.steps_completed,
+                ex.checkpoints_total
+            ),
             (5, 1, 1, 1, 1, 1)
         );
     }

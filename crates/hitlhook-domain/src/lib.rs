@@ -12,9 +12,9 @@ pub mod time;
 pub use access::Scope;
 pub use action::{Action, ParseActionError};
 pub use checkpoint::{
-    Checkpoint, CheckpointSpec, CheckpointStatus, DecideError, Decision, DecisionRequest,
-    Decided, SpecError,
+    Checkpoint, CheckpointSpec, CheckpointStatus, DecideError, Decided, Decision, DecisionRequest,
+    SpecError,
 };
-pub use event::{EventEnvelope, EventKind, EnvelopeError, EventIdentity};
+pub use event::{EnvelopeError, EventEnvelope, EventIdentity, EventKind};
 pub use execution::{CheckpointClosed, Effects, Execution, ExecutionStatus};
 pub use time::Timestamp;

@@ -31,20 +31,24 @@ impl App {
     /// Opens the database (migrating unless told not to), makes sure credentials exist and binds
     /// the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        crate::telemetry::metrics();
         let mut first_run = FirstRun::default();
         let secrets = bootstrap::ensure_secrets(&config, &mut first_run)?;
         let keys = SigningKeys::new(&secrets).map_err(anyhow::Error::msg)?;
         let url = config.database_url();
-        let store = hitlhook_store::connect(&url)
-            .await
-            .with_context(|| format!("opening the database {}", hitlhook_store::redact_url(&url)))?;
+        let store = hitlhook_store::connect(&url).await.with_context(|| {
+            format!("opening the database {}", hitlhook_store::redact_url(&url))
+        })?;
         if !config.skip_migrations {
-            store.migrate().await.context("running database migrations")?;
+            store
+                .migrate()
+                .await
+                .context("running database migrations")?;
         }
         bootstrap::ensure_admin_key(&config, store.as_ref(), &mut first_run).await?;
-        let listener = TcpListener::bind(&config.bind)
-            .await
-            .with_context(|| format!("binding {} (is another server running there?)", config.bind))?;
+        let listener = TcpListener::bind(&config.bind).await.with_context(|| {
+            format!("binding {} (is another server running there?)", config.bind)
+        })?;
         let waiters = Arc::new(Waiters::default());
         let recheck_interval = (store.backend() == "postgres").then(|| Duration::from_secs(1));
         let state = AppState {
@@ -52,12 +56,19 @@ impl App {
             store,
             waiters,
             keys: Arc::new(keys),
-            admin_key_hash: config.admin_api_key.as_ref().map(|k| Arc::from(api_key::hash(k.expose()))),
+            admin_key_hash: config
+                .admin_api_key
+                .as_ref()
+                .map(|k| Arc::from(api_key::hash(k.expose()))),
             recheck_interval,
             config: Arc::new(config),
             shutdown: CancellationToken::new(),
         };
-        Ok(App { listener, state, first_run })
+        Ok(App {
+            listener,
+            state,
+            first_run,
+        })
     }
 
     /// The bound address (useful with port 0).
@@ -86,7 +97,10 @@ impl App {
 
     /// Serves until `shutdown` resolves, then stops accepting, releases long-polls and waits for
     /// in-flight requests to finish.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let cancel = self.state.shutdown.clone();
         let sweeper = tokio::spawn(sweeper::run(
             Arc::clone(&self.state.store),

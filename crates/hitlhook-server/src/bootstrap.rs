@@ -62,18 +62,29 @@ pub fn ensure_secrets(config: &Config, first_run: &mut FirstRun) -> anyhow::Resu
 #[cfg(unix)]
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     writeln!(file, "{text}")
 }
 
 #[cfg(not(unix))]
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
     writeln!(file, "{text}")
 }
 
 /// Creates an admin key when there is none (neither WEBHOOK_API_KEY nor an active stored one).
-pub async fn ensure_admin_key(config: &Config, store: &dyn Store, first_run: &mut FirstRun) -> anyhow::Result<()> {
+pub async fn ensure_admin_key(
+    config: &Config,
+    store: &dyn Store,
+    first_run: &mut FirstRun,
+) -> anyhow::Result<()> {
     if config.admin_api_key.is_some() || store.count_admin_keys().await? > 0 {
         return Ok(());
     }

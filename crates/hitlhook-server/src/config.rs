@@ -71,7 +71,12 @@ pub struct Config {
     /// Webhook signing secret(s), comma-separated to rotate without downtime (the first one
     /// signs). Plain strings and Standard Webhooks `whsec_<base64>` secrets are accepted.
     /// Default: generated on first run and kept in DATA_DIR/webhook-secret.
-    #[arg(long = "webhook-secret", env = "WEBHOOK_SECRET", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "webhook-secret",
+        env = "WEBHOOK_SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub webhook_secrets: Vec<Secret>,
 
     /// An admin API key accepted in addition to the keys in the database (as in the seed
@@ -161,7 +166,10 @@ mod tests {
         let s = Secret("whsec_abcdefghijklmnop".into());
         assert_eq!(format!("{s:?}"), "Secret(***)");
         assert_eq!(s.redacted(), "whsec_…(22 chars)");
-        assert_eq!(Secret("plain-secret-value".into()).redacted(), "…(18 chars)");
+        assert_eq!(
+            Secret("plain-secret-value".into()).redacted(),
+            "…(18 chars)"
+        );
         assert_eq!(Secret("longprefix_value".into()).redacted(), "…(16 chars)");
     }
 }

@@ -10,7 +10,11 @@ use serde_json::{Map, Value, json};
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("malformed JSON at line {line}, column {column}: {message}")]
-    MalformedJson { line: usize, column: usize, message: String },
+    MalformedJson {
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("{detail}")]
     BadRequest { code: &'static str, detail: String },
     #[error("{detail}")]
@@ -22,13 +26,21 @@ pub enum ApiError {
     #[error("{detail}")]
     MethodNotAllowed { detail: String },
     #[error("{detail}")]
-    Conflict { code: &'static str, detail: String, extra: Map<String, Value> },
+    Conflict {
+        code: &'static str,
+        detail: String,
+        extra: Map<String, Value>,
+    },
     #[error("request body larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{detail}")]
     UnsupportedMediaType { detail: String },
     #[error("{detail}")]
-    Unprocessable { code: &'static str, detail: String, extra: Map<String, Value> },
+    Unprocessable {
+        code: &'static str,
+        detail: String,
+        extra: Map<String, Value>,
+    },
     #[error("{detail}")]
     Unavailable { detail: String },
     #[error("internal error")]
@@ -37,16 +49,28 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
-        ApiError::Unauthorized { code, detail: detail.into() }
+        ApiError::Unauthorized {
+            code,
+            detail: detail.into(),
+        }
     }
     pub fn not_found(detail: impl Into<String>) -> Self {
-        ApiError::NotFound { detail: detail.into() }
+        ApiError::NotFound {
+            detail: detail.into(),
+        }
     }
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
-        ApiError::BadRequest { code, detail: detail.into() }
+        ApiError::BadRequest {
+            code,
+            detail: detail.into(),
+        }
     }
     pub fn unprocessable(code: &'static str, detail: impl Into<String>) -> Self {
-        ApiError::Unprocessable { code, detail: detail.into(), extra: Map::new() }
+        ApiError::Unprocessable {
+            code,
+            detail: detail.into(),
+            extra: Map::new(),
+        }
     }
 
     /// The stable snake_case code clients can match on.
@@ -58,28 +82,44 @@ impl ApiError {
     /// Status, stable code and title. An exhaustive match: a new variant cannot ship without one.
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
-            ApiError::MalformedJson { .. } => (StatusCode::BAD_REQUEST, "malformed_json", "Malformed JSON"),
+            ApiError::MalformedJson { .. } => {
+                (StatusCode::BAD_REQUEST, "malformed_json", "Malformed JSON")
+            }
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code, "Bad request"),
             ApiError::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code, "Unauthorized"),
             ApiError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             ApiError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", "Not found"),
-            ApiError::MethodNotAllowed { .. } => {
-                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed")
-            }
+            ApiError::MethodNotAllowed { .. } => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+            ),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code, "Conflict"),
-            ApiError::PayloadTooLarge { .. } => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large")
-            }
-            ApiError::UnsupportedMediaType { .. } => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Unsupported media type")
-            }
-            ApiError::Unprocessable { code, .. } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, code, "Unprocessable request")
-            }
-            ApiError::Unavailable { .. } => {
-                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable")
-            }
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error"),
+            ApiError::PayloadTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+            ),
+            ApiError::UnsupportedMediaType { .. } => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+            ),
+            ApiError::Unprocessable { code, .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                code,
+                "Unprocessable request",
+            ),
+            ApiError::Unavailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Internal error",
+            ),
         }
     }
 }
@@ -107,21 +147,28 @@ impl IntoResponse for ApiError {
             "code": code,
             "detail": detail,
         });
-        if let (ApiError::Conflict { extra, .. } | ApiError::Unprocessable { extra, .. }, Some(obj)) =
-            (&self, body.as_object_mut())
+        if let (
+            ApiError::Conflict { extra, .. } | ApiError::Unprocessable { extra, .. },
+            Some(obj),
+        ) = (&self, body.as_object_mut())
         {
             obj.extend(extra.clone());
         }
-        if let (ApiError::MalformedJson { line, column, .. }, Some(obj)) = (&self, body.as_object_mut()) {
+        if let (ApiError::MalformedJson { line, column, .. }, Some(obj)) =
+            (&self, body.as_object_mut())
+        {
             obj.insert("line".into(), json!(line));
             obj.insert("column".into(), json!(column));
         }
         let mut response = (status, axum::Json(body)).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

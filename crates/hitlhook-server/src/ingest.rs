@@ -68,9 +68,15 @@ impl Ingestor {
         self.queued.fetch_add(1, Ordering::Relaxed);
         if self.queue.send((item, tx)).await.is_err() {
             self.queued.fetch_sub(1, Ordering::Relaxed);
-            return Err(Arc::new(StoreError::Corrupt("the ingest writer has stopped".into())));
+            return Err(Arc::new(StoreError::Corrupt(
+                "the ingest writer has stopped".into(),
+            )));
         }
-        rx.await.unwrap_or_else(|_| Err(Arc::new(StoreError::Corrupt("the ingest writer has stopped".into()))))
+        rx.await.unwrap_or_else(|_| {
+            Err(Arc::new(StoreError::Corrupt(
+                "the ingest writer has stopped".into(),
+            )))
+        })
     }
 
     /// Events waiting to be written (the seed's `pending_events`).

@@ -15,7 +15,11 @@ use crate::waiters::Waiters;
 const SWEEP_BATCH: u32 = 500;
 
 /// One sweep at `now`; returns how many checkpoints changed. Tests call this directly.
-pub async fn sweep_once(store: &dyn Store, waiters: &Waiters, now: Timestamp) -> anyhow::Result<usize> {
+pub async fn sweep_once(
+    store: &dyn Store,
+    waiters: &Waiters,
+    now: Timestamp,
+) -> anyhow::Result<usize> {
     let mut total = 0;
     loop {
         let changed = store.expire_due(now, SWEEP_BATCH).await?;
@@ -32,7 +36,12 @@ pub async fn sweep_once(store: &dyn Store, waiters: &Waiters, now: Timestamp) ->
 }
 
 /// Runs [`sweep_once`] every `interval` until cancelled.
-pub async fn run(store: Arc<dyn Store>, waiters: Arc<Waiters>, interval: Duration, cancel: CancellationToken) {
+pub async fn run(
+    store: Arc<dyn Store>,
+    waiters: Arc<Waiters>,
+    interval: Duration,
+    cancel: CancellationToken,
+) {
     loop {
         if let Err(e) = sweep_once(store.as_ref(), &waiters, Timestamp::now()).await {
             warn!(error = ?e, "expiry sweep failed; retrying");

@@ -26,7 +26,11 @@ impl Waiters {
     pub fn watch(&self, id: &str) -> WaitGuard<'_> {
         let mut map = self.watched.lock().unwrap_or_else(PoisonError::into_inner);
         let notify = Arc::clone(map.entry(id.to_owned()).or_default());
-        WaitGuard { waiters: self, id: id.to_owned(), notify }
+        WaitGuard {
+            waiters: self,
+            id: id.to_owned(),
+            notify,
+        }
     }
 
     /// Wakes everybody waiting on `id`.
@@ -39,13 +43,20 @@ impl Waiters {
 
     /// Number of checkpoints being waited on (for metrics).
     pub fn watched(&self) -> usize {
-        self.watched.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.watched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
 impl Drop for WaitGuard<'_> {
     fn drop(&mut self) {
-        let mut map = self.waiters.watched.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self
+            .waiters
+            .watched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         // Two references left: the map's and ours. Nobody else waits, so forget the entry.
         if Arc::strong_count(&self.notify) == 2 {
             map.remove(&self.id);
@@ -70,8 +81,16 @@ mod tests {
             wait_a.as_mut().enable();
             wait_b.as_mut().enable();
             waiters.wake("a");
-            assert!(tokio::time::timeout(Duration::from_millis(50), wait_a).await.is_ok());
-            assert!(tokio::time::timeout(Duration::from_millis(50), wait_b).await.is_err());
+            assert!(
+                tokio::time::timeout(Duration::from_millis(50), wait_a)
+                    .await
+                    .is_ok()
+            );
+            assert!(
+                tokio::time::timeout(Duration::from_millis(50), wait_b)
+                    .await
+                    .is_err()
+            );
         }
         let a2 = waiters.watch("a");
         drop(a);

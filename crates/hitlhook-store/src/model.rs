@@ -1,8 +1,8 @@
 //! The values that cross the store boundary: what goes in, what comes out.
 
 use hitlhook_domain::{
-    Checkpoint, CheckpointStatus, DecideError, EventEnvelope, EventIdentity, ExecutionStatus, Scope,
-    SpecError, Timestamp,
+    Checkpoint, CheckpointStatus, DecideError, EventEnvelope, EventIdentity, ExecutionStatus,
+    Scope, SpecError, Timestamp,
 };
 
 /// One authenticated incoming event, ready to be written.
@@ -32,7 +32,11 @@ pub struct Receipt {
 pub enum IngestOutcome {
     /// Newly stored. `created` is the new checkpoint, `closed` the checkpoints this event closed
     /// (an execution that ended cancels its pending checkpoints).
-    Accepted { receipt: Receipt, created: Option<Checkpoint>, closed: Vec<Checkpoint> },
+    Accepted {
+        receipt: Receipt,
+        created: Option<Checkpoint>,
+        closed: Vec<Checkpoint>,
+    },
     /// Seen before: nothing changed.
     Duplicate(Receipt),
     /// Refused: nothing was written for this item.
@@ -53,11 +57,18 @@ pub enum IngestRejection {
 #[derive(Debug, Clone)]
 pub enum DecideOutcome {
     /// Decided now. `cancelled` are the execution's other checkpoints closed by a `stop`.
-    Decided { checkpoint: Checkpoint, seq: i64, cancelled: Vec<Checkpoint> },
+    Decided {
+        checkpoint: Checkpoint,
+        seq: i64,
+        cancelled: Vec<Checkpoint>,
+    },
     /// The same decision was already recorded.
     Unchanged(Checkpoint),
     /// Refused by the state machine; carries the checkpoint as it is.
-    Refused { checkpoint: Checkpoint, error: DecideError },
+    Refused {
+        checkpoint: Checkpoint,
+        error: DecideError,
+    },
     NotFound,
 }
 

@@ -7,8 +7,8 @@ use hitlhook_domain::{
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::model::{ApiKey, Receipt, StoredEvent};
 use crate::StoreError;
+use crate::model::{ApiKey, Receipt, StoredEvent};
 
 pub const CHECKPOINT_COLUMNS: &str = "id, name, kickoff_id, context, allowed_actions, status, \
     created_at, expires_at, on_timeout, decision_action, decision_feedback, decided_by, \
@@ -18,8 +18,7 @@ pub const EXECUTION_COLUMNS: &str = "kickoff_id, status, events_total, tasks_sta
     tasks_completed, tasks_failed, steps_completed, checkpoints_total, checkpoints_pending, \
     started_at, updated_at, finished_at";
 
-pub const EVENT_COLUMNS: &str =
-    "seq, event_key, event_type, kickoff_id, checkpoint_id, source, received_at, occurred_at, payload";
+pub const EVENT_COLUMNS: &str = "seq, event_key, event_type, kickoff_id, checkpoint_id, source, received_at, occurred_at, payload";
 
 pub const API_KEY_COLUMNS: &str = "id, name, scope, prefix, created_at, revoked_at";
 
@@ -36,21 +35,29 @@ fn opt_ts(row: &AnyRow, col: &str) -> Result<Option<Timestamp>, StoreError> {
 }
 
 fn opt_action(value: Option<String>) -> Result<Option<Action>, StoreError> {
-    value.map(|a| a.parse().map_err(|_| corrupt("action", &a))).transpose()
+    value
+        .map(|a| a.parse().map_err(|_| corrupt("action", &a)))
+        .transpose()
 }
 
 pub fn checkpoint(row: &AnyRow) -> Result<Checkpoint, StoreError> {
     let status_text: String = row.try_get("status")?;
-    let status = CheckpointStatus::parse(&status_text).ok_or_else(|| corrupt("checkpoint status", &status_text))?;
+    let status = CheckpointStatus::parse(&status_text)
+        .ok_or_else(|| corrupt("checkpoint status", &status_text))?;
     let allowed_text: String = row.try_get("allowed_actions")?;
-    let allowed_actions = action::split(&allowed_text).map_err(|_| corrupt("allowed_actions", &allowed_text))?;
+    let allowed_actions =
+        action::split(&allowed_text).map_err(|_| corrupt("allowed_actions", &allowed_text))?;
     let decision = match opt_action(row.try_get("decision_action")?)? {
         None => None,
         Some(action) => Some(Decision {
             action,
             feedback: row.try_get("decision_feedback")?,
-            decided_by: row.try_get::<Option<String>, _>("decided_by")?.unwrap_or_default(),
-            channel: row.try_get::<Option<String>, _>("decision_channel")?.unwrap_or_default(),
+            decided_by: row
+                .try_get::<Option<String>, _>("decided_by")?
+                .unwrap_or_default(),
+            channel: row
+                .try_get::<Option<String>, _>("decision_channel")?
+                .unwrap_or_default(),
             decided_at: opt_ts(row, "decided_at")?.unwrap_or(Timestamp(0)),
         }),
     };
@@ -74,7 +81,8 @@ pub fn execution(row: &AnyRow) -> Result<Execution, StoreError> {
     let status_text: String = row.try_get("status")?;
     Ok(Execution {
         kickoff_id: row.try_get("kickoff_id")?,
-        status: ExecutionStatus::parse(&status_text).ok_or_else(|| corrupt("execution status", &status_text))?,
+        status: ExecutionStatus::parse(&status_text)
+            .ok_or_else(|| corrupt("execution status", &status_text))?,
         events_total: row.try_get("events_total")?,
         tasks_started: row.try_get("tasks_started")?,
         tasks_completed: row.try_get("tasks_completed")?,
@@ -117,7 +125,9 @@ pub fn api_key(row: &AnyRow) -> Result<ApiKey, StoreError> {
     Ok(ApiKey {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
-        scope: scope_text.parse::<Scope>().map_err(|_| corrupt("scope", &scope_text))?,
+        scope: scope_text
+            .parse::<Scope>()
+            .map_err(|_| corrupt("scope", &scope_text))?,
         prefix: row.try_get("prefix")?,
         created_at: ts(row, "created_at")?,
         revoked_at: opt_ts(row, "revoked_at")?,

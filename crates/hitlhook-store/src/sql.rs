@@ -66,14 +66,22 @@ impl SqlStore {
             };
             let writer = pool(1).connect_with(options.clone()).await?;
             let reader = pool(4).connect_with(options).await?;
-            Ok(Self { backend: Backend::Sqlite, writer, reader })
+            Ok(Self {
+                backend: Backend::Sqlite,
+                writer,
+                reader,
+            })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = AnyPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect(url)
                 .await?;
-            Ok(Self { backend: Backend::Postgres, writer: pool.clone(), reader: pool })
+            Ok(Self {
+                backend: Backend::Postgres,
+                writer: pool.clone(),
+                reader: pool,
+            })
         } else {
             Err(StoreError::UnsupportedUrl(crate::redact_url(url)))
         }
@@ -87,15 +95,22 @@ impl SqlStore {
 
 /// Normalises a SQLite URL: creates the parent directory and asks sqlx to create the file.
 fn sqlite_url(url: &str) -> StoreResult<String> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     if path.is_empty() {
         return Err(StoreError::UnsupportedUrl(url.to_owned()));
     }
     if path != ":memory:" {
-        if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", parent.display())))?;
+        if let Some(parent) = Path::new(path)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Corrupt(format!("cannot create {}: {e}", parent.display()))
+            })?;
         }
     }
     let query = if query.contains("mode=") {
@@ -148,22 +163,30 @@ async fn find_receipt(c: &mut AnyConnection, key: &str) -> StoreResult<Option<Re
 }
 
 async fn receipt_by_seq(c: &mut AnyConnection, seq: i64) -> StoreResult<Receipt> {
-    let row = sqlx::query("select seq, event_key, event_type, kickoff_id, checkpoint_id from events where seq = $1")
-        .bind(seq)
-        .fetch_one(&mut *c)
-        .await?;
+    let row = sqlx::query(
+        "select seq, event_key, event_type, kickoff_id, checkpoint_id from events where seq = $1",
+    )
+    .bind(seq)
+    .fetch_one(&mut *c)
+    .await?;
     rows::receipt(&row)
 }
 
 async fn load_checkpoint(c: &mut AnyConnection, id: &str) -> StoreResult<Option<Checkpoint>> {
     let sql = format!("select {CHECKPOINT_COLUMNS} from checkpoints where id = $1");
-    let row = sqlx::query(AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *c).await?;
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?;
     row.as_ref().map(rows::checkpoint).transpose()
 }
 
 async fn load_execution(c: &mut AnyConnection, kickoff_id: &str) -> StoreResult<Option<Execution>> {
     let sql = format!("select {EXECUTION_COLUMNS} from executions where kickoff_id = $1");
-    let row = sqlx::query(AssertSqlSafe(sql)).bind(kickoff_id).fetch_optional(&mut *c).await?;
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(kickoff_id)
+        .fetch_optional(&mut *c)
+        .await?;
     row.as_ref().map(rows::execution).transpose()
 }
 
@@ -227,9 +250,9 @@ async fn insert_own_event(
         occurred_at: Some(at),
         payload: &payload,
     };
-    insert_event(c, &event)
-        .await?
-        .ok_or(StoreError::Duplicate("an event for this checkpoint transition exists already"))
+    insert_event(c, &event).await?.ok_or(StoreError::Duplicate(
+        "an event for this checkpoint transition exists already",
+    ))
 }
 
 async fn insert_checkpoint(c: &mut AnyConnection, cp: &Checkpoint) -> StoreResult<bool> {
@@ -314,7 +337,9 @@ async fn apply_close(
         return Ok(None);
     }
     let (event_type, how) = match (&next.status, &next.decision) {
-        (CheckpointStatus::Decided, Some(d)) => ("checkpoint.decided", CheckpointClosed::Decided(d.action)),
+        (CheckpointStatus::Decided, Some(d)) => {
+            ("checkpoint.decided", CheckpointClosed::Decided(d.action))
+        }
         (CheckpointStatus::Cancelled, _) => ("checkpoint.cancelled", CheckpointClosed::Cancelled),
         _ => ("checkpoint.expired", CheckpointClosed::Expired),
     };
@@ -338,11 +363,18 @@ async fn cancel_pending(
     reason: &str,
     now: Timestamp,
 ) -> StoreResult<Vec<Checkpoint>> {
-    let sql = format!("select {CHECKPOINT_COLUMNS} from checkpoints where kickoff_id = $1 and status = 'pending'");
-    let pending = sqlx::query(AssertSqlSafe(sql)).bind(&ex.kickoff_id).fetch_all(&mut *c).await?;
+    let sql = format!(
+        "select {CHECKPOINT_COLUMNS} from checkpoints where kickoff_id = $1 and status = 'pending'"
+    );
+    let pending = sqlx::query(AssertSqlSafe(sql))
+        .bind(&ex.kickoff_id)
+        .fetch_all(&mut *c)
+        .await?;
     let mut cancelled = Vec::with_capacity(pending.len());
     for row in &pending {
-        let Some(next) = rows::checkpoint(row)?.cancel(reason) else { continue };
+        let Some(next) = rows::checkpoint(row)?.cancel(reason) else {
+            continue;
+        };
         if close_checkpoint(c, &next).await? {
             insert_own_event(c, "checkpoint.cancelled", &next, "hitlhook", now).await?;
             let _ = ex.on_checkpoint_closed(CheckpointClosed::Cancelled, now);
@@ -370,9 +402,16 @@ async fn ingest_one(c: &mut AnyConnection, item: &IngestItem) -> StoreResult<Ste
             };
             return Ok(Step::Discard(outcome));
         }
-        match spec.clone().into_checkpoint(new_checkpoint_id(), item.received_at, 0) {
+        match spec
+            .clone()
+            .into_checkpoint(new_checkpoint_id(), item.received_at, 0)
+        {
             Ok(cp) => created = Some(cp),
-            Err(e) => return Ok(Step::Discard(IngestOutcome::Rejected(IngestRejection::InvalidCheckpoint(e)))),
+            Err(e) => {
+                return Ok(Step::Discard(IngestOutcome::Rejected(
+                    IngestRejection::InvalidCheckpoint(e),
+                )));
+            }
         }
     }
     let checkpoint_id = created.as_ref().map(|cp| cp.id.clone());
@@ -388,13 +427,17 @@ async fn ingest_one(c: &mut AnyConnection, item: &IngestItem) -> StoreResult<Ste
     };
     let Some(seq) = insert_event(c, &event).await? else {
         // Another node stored the same event between our lookup and insert.
-        let receipt = find_receipt(c, &item.identity.0).await?.ok_or(StoreError::NotFound)?;
+        let receipt = find_receipt(c, &item.identity.0)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         return Ok(Step::Discard(IngestOutcome::Duplicate(receipt)));
     };
     if let Some(cp) = created.as_mut() {
         cp.created_seq = seq;
         if !insert_checkpoint(c, cp).await? {
-            return Ok(Step::Discard(IngestOutcome::Rejected(IngestRejection::CheckpointConflict(cp.id.clone()))));
+            return Ok(Step::Discard(IngestOutcome::Rejected(
+                IngestRejection::CheckpointConflict(cp.id.clone()),
+            )));
         }
     }
     let mut closed = Vec::new();
@@ -415,7 +458,11 @@ async fn ingest_one(c: &mut AnyConnection, item: &IngestItem) -> StoreResult<Ste
         kickoff_id: env.kickoff_id.clone(),
         checkpoint_id,
     };
-    Ok(Step::Keep(IngestOutcome::Accepted { receipt, created, closed }))
+    Ok(Step::Keep(IngestOutcome::Accepted {
+        receipt,
+        created,
+        closed,
+    }))
 }
 
 fn clamp_limit(limit: u32) -> i64 {
@@ -475,7 +522,9 @@ impl Store for SqlStore {
                 Err(error) => {
                     sp.rollback().await?;
                     warn!(error = %error, event = %item.identity.0, "event not stored");
-                    outcomes.push(IngestOutcome::Rejected(IngestRejection::Failed(error.to_string())));
+                    outcomes.push(IngestOutcome::Rejected(IngestRejection::Failed(
+                        error.to_string(),
+                    )));
                 }
             }
         }
@@ -498,16 +547,27 @@ impl Store for SqlStore {
                 return Ok(DecideOutcome::NotFound);
             };
             let next = match current.decide(request.clone(), now) {
-                Err(error) => return Ok(DecideOutcome::Refused { checkpoint: current, error }),
+                Err(error) => {
+                    return Ok(DecideOutcome::Refused {
+                        checkpoint: current,
+                        error,
+                    });
+                }
                 Ok(Decided::Unchanged) => return Ok(DecideOutcome::Unchanged(current)),
                 Ok(Decided::New(next)) => next,
             };
             if let Some((seq, cancelled)) = apply_close(&mut tx, &next, source, now).await? {
                 tx.commit().await?;
-                return Ok(DecideOutcome::Decided { checkpoint: next, seq, cancelled });
+                return Ok(DecideOutcome::Decided {
+                    checkpoint: next,
+                    seq,
+                    cancelled,
+                });
             }
         }
-        Err(StoreError::Duplicate("the checkpoint changed concurrently; retry"))
+        Err(StoreError::Duplicate(
+            "the checkpoint changed concurrently; retry",
+        ))
     }
 
     async fn expire_due(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<Checkpoint>> {
@@ -523,7 +583,9 @@ impl Store for SqlStore {
             .await?;
         let mut changed = Vec::with_capacity(due.len());
         for row in &due {
-            let Some(next) = rows::checkpoint(row)?.expire(now) else { continue };
+            let Some(next) = rows::checkpoint(row)?.expire(now) else {
+                continue;
+            };
             if let Some((_, cascade)) = apply_close(&mut tx, &next, "hitlhook", now).await? {
                 changed.push(next);
                 changed.extend(cascade);
@@ -561,7 +623,10 @@ impl Store for SqlStore {
         params.push(Param::Int(limit + 1));
         sql += &format!(" order by created_seq {dir} limit ${}", params.len());
         let rows = fetch_dynamic(&self.reader, sql, params).await?;
-        let items = rows.iter().map(rows::checkpoint).collect::<StoreResult<Vec<_>>>()?;
+        let items = rows
+            .iter()
+            .map(rows::checkpoint)
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok(page(items, limit, |cp| cp.created_seq))
     }
 
@@ -571,7 +636,8 @@ impl Store for SqlStore {
     }
 
     async fn list_executions(&self, q: &ExecutionQuery) -> StoreResult<Page<Execution>> {
-        let mut sql = format!("select {EXECUTION_COLUMNS}, created_seq from executions where 1 = 1");
+        let mut sql =
+            format!("select {EXECUTION_COLUMNS}, created_seq from executions where 1 = 1");
         let mut params = Vec::new();
         if let Some(status) = q.status {
             params.push(Param::Text(status.as_str().to_owned()));
@@ -587,10 +653,16 @@ impl Store for SqlStore {
         let rows = fetch_dynamic(&self.reader, sql, params).await?;
         let mut items = Vec::with_capacity(rows.len());
         for row in &rows {
-            items.push((rows::execution(row)?, sqlx::Row::try_get::<i64, _>(row, "created_seq")?));
+            items.push((
+                rows::execution(row)?,
+                sqlx::Row::try_get::<i64, _>(row, "created_seq")?,
+            ));
         }
         let page = page(items, limit, |(_, seq)| *seq);
-        Ok(Page { items: page.items.into_iter().map(|(ex, _)| ex).collect(), next_cursor: page.next_cursor })
+        Ok(Page {
+            items: page.items.into_iter().map(|(ex, _)| ex).collect(),
+            next_cursor: page.next_cursor,
+        })
     }
 
     async fn list_events(&self, q: &EventQuery) -> StoreResult<Page<StoredEvent>> {
@@ -616,17 +688,26 @@ impl Store for SqlStore {
         params.push(Param::Int(limit + 1));
         sql += &format!(" order by seq {dir} limit ${}", params.len());
         let rows = fetch_dynamic(&self.reader, sql, params).await?;
-        let items = rows.iter().map(rows::event).collect::<StoreResult<Vec<_>>>()?;
+        let items = rows
+            .iter()
+            .map(rows::event)
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok(page(items, limit, |e| e.seq))
     }
 
     async fn stats(&self) -> StoreResult<Stats> {
         // max(seq) rather than count(*): constant time on a million rows.
-        let events_total: Option<i64> = sqlx::query_scalar("select max(seq) from events").fetch_one(&self.reader).await?;
-        let checkpoints_pending: i64 = sqlx::query_scalar("select count(*) from checkpoints where status = 'pending'")
+        let events_total: Option<i64> = sqlx::query_scalar("select max(seq) from events")
             .fetch_one(&self.reader)
             .await?;
-        Ok(Stats { events_total: events_total.unwrap_or(0), checkpoints_pending })
+        let checkpoints_pending: i64 =
+            sqlx::query_scalar("select count(*) from checkpoints where status = 'pending'")
+                .fetch_one(&self.reader)
+                .await?;
+        Ok(Stats {
+            events_total: events_total.unwrap_or(0),
+            checkpoints_pending,
+        })
     }
 
     async fn create_api_key(&self, key: NewApiKey) -> StoreResult<ApiKey> {
@@ -650,22 +731,29 @@ impl Store for SqlStore {
                 created_at: key.created_at,
                 revoked_at: None,
             }),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(StoreError::Duplicate("an active API key with this name exists"))
-            }
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Duplicate(
+                "an active API key with this name exists",
+            )),
             Err(e) => Err(e.into()),
         }
     }
 
     async fn find_api_key(&self, hash_hex: &str) -> StoreResult<Option<ApiKey>> {
-        let sql = format!("select {API_KEY_COLUMNS} from api_keys where key_hash = $1 and revoked_at is null");
-        let row = sqlx::query(AssertSqlSafe(sql)).bind(hash_hex).fetch_optional(&self.reader).await?;
+        let sql = format!(
+            "select {API_KEY_COLUMNS} from api_keys where key_hash = $1 and revoked_at is null"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(hash_hex)
+            .fetch_optional(&self.reader)
+            .await?;
         row.as_ref().map(rows::api_key).transpose()
     }
 
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
         let sql = format!("select {API_KEY_COLUMNS} from api_keys order by created_at, id");
-        let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.reader).await?;
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter().map(rows::api_key).collect()
     }
 
@@ -679,9 +767,11 @@ impl Store for SqlStore {
     }
 
     async fn count_admin_keys(&self) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("select count(*) from api_keys where scope = 'admin' and revoked_at is null")
-            .fetch_one(&self.reader)
-            .await?)
+        Ok(sqlx::query_scalar(
+            "select count(*) from api_keys where scope = 'admin' and revoked_at is null",
+        )
+        .fetch_one(&self.reader)
+        .await?)
     }
 }
 
@@ -693,10 +783,19 @@ mod tests {
     fn sqlite_urls_are_normalised() {
         let dir = std::env::temp_dir().join(format!("hh-{}", uuid::Uuid::new_v4()));
         let abs = format!("sqlite://{}/a.db", dir.display());
-        assert_eq!(sqlite_url(&abs).expect("ok"), format!("sqlite://{}/a.db?mode=rwc", dir.display()));
+        assert_eq!(
+            sqlite_url(&abs).expect("ok"),
+            format!("sqlite://{}/a.db?mode=rwc", dir.display())
+        );
         assert!(dir.exists());
-        assert_eq!(sqlite_url("sqlite:x.db").expect("ok"), "sqlite://x.db?mode=rwc");
-        assert_eq!(sqlite_url("sqlite:x.db?mode=ro").expect("ok"), "sqlite://x.db?mode=ro");
+        assert_eq!(
+            sqlite_url("sqlite:x.db").expect("ok"),
+            "sqlite://x.db?mode=rwc"
+        );
+        assert_eq!(
+            sqlite_url("sqlite:x.db?mode=ro").expect("ok"),
+            "sqlite://x.db?mode=ro"
+        );
         assert!(sqlite_url("sqlite:").is_err());
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -29,7 +29,11 @@ impl TestDb {
     pub fn sqlite() -> Self {
         let dir = std::env::temp_dir().join(format!("hitlhook-test-{}", uuid::Uuid::new_v4()));
         let url = format!("sqlite://{}/hitlhook.db", dir.display());
-        TestDb { name: "sqlite", url, cleanup: Cleanup::Dir(dir) }
+        TestDb {
+            name: "sqlite",
+            url,
+            cleanup: Cleanup::Dir(dir),
+        }
     }
 
     /// A fresh PostgreSQL database, or `None` (after a loud message) when PostgreSQL is not
@@ -42,7 +46,10 @@ impl TestDb {
             Ok(pool) => pool,
             Err(e) => {
                 let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-                assert!(!ci, "PostgreSQL at {admin_url} is required under CI=true: {e}");
+                assert!(
+                    !ci,
+                    "PostgreSQL at {admin_url} is required under CI=true: {e}"
+                );
                 eprintln!(
                     "\n!!!! SKIPPING PostgreSQL tests: cannot reach {admin_url} ({e}).\n\
                      !!!! Start PostgreSQL or set HITLHOOK_TEST_POSTGRES_URL.\n"
@@ -56,9 +63,15 @@ impl TestDb {
             .await
             .expect("create test database");
         admin.close().await;
-        let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(b, _)| b);
         let url = format!("{base}/{db}");
-        Some(TestDb { name: "postgres", url, cleanup: Cleanup::Postgres { admin_url, db } })
+        Some(TestDb {
+            name: "postgres",
+            url,
+            cleanup: Cleanup::Postgres { admin_url, db },
+        })
     }
 
     /// Opens and migrates the store.
@@ -79,7 +92,10 @@ impl Drop for TestDb {
                 // Drop runs outside async code: use a short-lived runtime on a helper thread.
                 let (admin_url, db) = (admin_url.clone(), db.clone());
                 let _ = std::thread::spawn(move || {
-                    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    else {
                         return;
                     };
                     rt.block_on(async {

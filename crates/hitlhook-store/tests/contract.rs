@@ -41,11 +41,21 @@ fn checkpoint_event(id: &str, kickoff: &str) -> serde_json::Value {
 }
 
 fn decision(action: Action, feedback: Option<&str>) -> DecisionRequest {
-    DecisionRequest { action, feedback: feedback.map(str::to_owned), decided_by: "alice".into(), channel: "api".into() }
+    DecisionRequest {
+        action,
+        feedback: feedback.map(str::to_owned),
+        decided_by: "alice".into(),
+        channel: "api".into(),
+    }
 }
 
 async fn ingest_one(store: &Arc<dyn Store>, it: IngestItem) -> IngestOutcome {
-    store.ingest(vec![it]).await.expect("ingest").pop().expect("one outcome")
+    store
+        .ingest(vec![it])
+        .await
+        .expect("ingest")
+        .pop()
+        .expect("one outcome")
 }
 
 fn accepted(outcome: &IngestOutcome) -> &Receipt {
@@ -66,7 +76,10 @@ async fn migrations_are_the_same_versions_on_both_backends() {
         v
     };
     let root = env!("CARGO_MANIFEST_DIR");
-    assert_eq!(names(&format!("{root}/migrations/sqlite")), names(&format!("{root}/migrations/postgres")));
+    assert_eq!(
+        names(&format!("{root}/migrations/sqlite")),
+        names(&format!("{root}/migrations/postgres"))
+    );
 }
 
 #[tokio::test]
@@ -75,11 +88,27 @@ async fn a_checkpoint_event_creates_a_pending_checkpoint_and_a_waiting_execution
         let outcome = ingest_one(&store, item("ev:1", checkpoint_event("cp-1", "k-1"))).await;
         let receipt = accepted(&outcome);
         assert_eq!(receipt.checkpoint_id.as_deref(), Some("cp-1"), "{name}");
-        let cp = store.get_checkpoint("cp-1").await.expect("get").expect("exists");
-        assert_eq!((cp.status, cp.context_json.as_str()), (CheckpointStatus::Pending, r#"{"draft":"v1"}"#), "{name}");
+        let cp = store
+            .get_checkpoint("cp-1")
+            .await
+            .expect("get")
+            .expect("exists");
+        assert_eq!(
+            (cp.status, cp.context_json.as_str()),
+            (CheckpointStatus::Pending, r#"{"draft":"v1"}"#),
+            "{name}"
+        );
         assert_eq!(cp.created_seq, receipt.seq, "{name}");
-        let ex = store.get_execution("k-1").await.expect("get").expect("exists");
-        assert_eq!((ex.status, ex.checkpoints_pending), (ExecutionStatus::WaitingForHuman, 1), "{name}");
+        let ex = store
+            .get_execution("k-1")
+            .await
+            .expect("get")
+            .expect("exists");
+        assert_eq!(
+            (ex.status, ex.checkpoints_pending),
+            (ExecutionStatus::WaitingForHuman, 1),
+            "{name}"
+        );
     })
     .await;
 }
@@ -90,13 +119,22 @@ async fn redelivery_is_a_duplicate_that_changes_nothing() {
         let first = ingest_one(&store, item("wh:a", checkpoint_event("cp-1", "k-1"))).await;
         let before = store.stats().await.expect("stats");
         let again = ingest_one(&store, item("wh:a", checkpoint_event("cp-1", "k-1"))).await;
-        let IngestOutcome::Duplicate(receipt) = again else { panic!("{name}: expected duplicate") };
+        let IngestOutcome::Duplicate(receipt) = again else {
+            panic!("{name}: expected duplicate")
+        };
         assert_eq!(&receipt, accepted(&first), "{name}");
         // The same checkpoint under a new event id is a duplicate too, answered with the original.
         let resent = ingest_one(&store, item("wh:b", checkpoint_event("cp-1", "k-1"))).await;
-        assert!(matches!(resent, IngestOutcome::Duplicate(ref r) if r == accepted(&first)), "{name}: {resent:?}");
+        assert!(
+            matches!(resent, IngestOutcome::Duplicate(ref r) if r == accepted(&first)),
+            "{name}: {resent:?}"
+        );
         assert_eq!(store.stats().await.expect("stats"), before, "{name}");
-        let ex = store.get_execution("k-1").await.expect("get").expect("exists");
+        let ex = store
+            .get_execution("k-1")
+            .await
+            .expect("get")
+            .expect("exists");
         assert_eq!(ex.events_total, 1, "{name}");
     })
     .await;
@@ -161,8 +199,17 @@ async fn concurrent_decisions_record_exactly_one() {
         let tasks: Vec<_> = (0..8)
             .map(|i| {
                 let store = Arc::clone(&store);
-                let action = if i % 2 == 0 { Action::Continue } else { Action::Stop };
-                tokio::spawn(async move { store.decide("cp-1", decision(action, None), "test", T0).await.expect("decide") })
+                let action = if i % 2 == 0 {
+                    Action::Continue
+                } else {
+                    Action::Stop
+                };
+                tokio::spawn(async move {
+                    store
+                        .decide("cp-1", decision(action, None), "test", T0)
+                        .await
+                        .expect("decide")
+                })
             })
             .collect();
         let mut decided = 0;
@@ -181,13 +228,34 @@ async fn stop_stops_the_execution_and_cancels_its_other_checkpoints() {
     each_backend(|name, store| async move {
         ingest_one(&store, item("ev:1", checkpoint_event("cp-1", "k-1"))).await;
         ingest_one(&store, item("ev:2", checkpoint_event("cp-2", "k-1"))).await;
-        let out = store.decide("cp-1", decision(Action::Stop, None), "test", T0).await.expect("decide");
-        let DecideOutcome::Decided { cancelled, .. } = out else { panic!("{name}") };
-        assert_eq!(cancelled.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["cp-2"], "{name}");
-        let cp2 = store.get_checkpoint("cp-2").await.expect("get").expect("exists");
+        let out = store
+            .decide("cp-1", decision(Action::Stop, None), "test", T0)
+            .await
+            .expect("decide");
+        let DecideOutcome::Decided { cancelled, .. } = out else {
+            panic!("{name}")
+        };
+        assert_eq!(
+            cancelled.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+            ["cp-2"],
+            "{name}"
+        );
+        let cp2 = store
+            .get_checkpoint("cp-2")
+            .await
+            .expect("get")
+            .expect("exists");
         assert_eq!(cp2.status, CheckpointStatus::Cancelled, "{name}");
-        let ex = store.get_execution("k-1").await.expect("get").expect("exists");
-        assert_eq!((ex.status, ex.checkpoints_pending), (ExecutionStatus::Stopped, 0), "{name}");
+        let ex = store
+            .get_execution("k-1")
+            .await
+            .expect("get")
+            .expect("exists");
+        assert_eq!(
+            (ex.status, ex.checkpoints_pending),
+            (ExecutionStatus::Stopped, 0),
+            "{name}"
+        );
     })
     .await;
 }
@@ -197,11 +265,26 @@ async fn a_finished_crew_cancels_pending_checkpoints() {
     each_backend(|name, store| async move {
         ingest_one(&store, item("ev:1", checkpoint_event("cp-1", "k-1"))).await;
         let done = serde_json::json!({"event_type": "crew.completed", "kickoff_id": "k-1"});
-        let IngestOutcome::Accepted { closed, .. } = ingest_one(&store, item("ev:2", done)).await else { panic!("{name}") };
+        let IngestOutcome::Accepted { closed, .. } = ingest_one(&store, item("ev:2", done)).await
+        else {
+            panic!("{name}")
+        };
         assert_eq!(closed.len(), 1, "{name}");
-        let cp = store.get_checkpoint("cp-1").await.expect("get").expect("exists");
-        assert_eq!((cp.status, cp.closed_reason.as_deref()), (CheckpointStatus::Cancelled, Some("execution completed")), "{name}");
-        let ex = store.get_execution("k-1").await.expect("get").expect("exists");
+        let cp = store
+            .get_checkpoint("cp-1")
+            .await
+            .expect("get")
+            .expect("exists");
+        assert_eq!(
+            (cp.status, cp.closed_reason.as_deref()),
+            (CheckpointStatus::Cancelled, Some("execution completed")),
+            "{name}"
+        );
+        let ex = store
+            .get_execution("k-1")
+            .await
+            .expect("get")
+            .expect("exists");
         assert_eq!(ex.status, ExecutionStatus::Completed, "{name}");
     })
     .await;
@@ -217,16 +300,52 @@ async fn expiry_applies_on_timeout_or_marks_expired() {
         plain["expires_in"] = 10.into();
         let mut later = checkpoint_event("cp-3", "k-3");
         later["expires_in"] = 1000.into();
-        store.ingest(vec![item("ev:1", with_default), item("ev:2", plain), item("ev:3", later)]).await.expect("ingest");
-        assert!(store.expire_due(T0.plus_seconds(9), 100).await.expect("sweep").is_empty(), "{name}");
-        let changed = store.expire_due(T0.plus_seconds(10), 100).await.expect("sweep");
+        store
+            .ingest(vec![
+                item("ev:1", with_default),
+                item("ev:2", plain),
+                item("ev:3", later),
+            ])
+            .await
+            .expect("ingest");
+        assert!(
+            store
+                .expire_due(T0.plus_seconds(9), 100)
+                .await
+                .expect("sweep")
+                .is_empty(),
+            "{name}"
+        );
+        let changed = store
+            .expire_due(T0.plus_seconds(10), 100)
+            .await
+            .expect("sweep");
         assert_eq!(changed.len(), 2, "{name}");
-        let cp1 = store.get_checkpoint("cp-1").await.expect("get").expect("exists");
+        let cp1 = store
+            .get_checkpoint("cp-1")
+            .await
+            .expect("get")
+            .expect("exists");
         let d = cp1.decision.expect("timeout decision");
-        assert_eq!((d.action, d.decided_by.as_str()), (Action::Skip, "system:timeout"), "{name}");
-        let cp2 = store.get_checkpoint("cp-2").await.expect("get").expect("exists");
+        assert_eq!(
+            (d.action, d.decided_by.as_str()),
+            (Action::Skip, "system:timeout"),
+            "{name}"
+        );
+        let cp2 = store
+            .get_checkpoint("cp-2")
+            .await
+            .expect("get")
+            .expect("exists");
         assert_eq!(cp2.status, CheckpointStatus::Expired, "{name}");
-        assert!(store.expire_due(T0.plus_seconds(10), 100).await.expect("sweep").is_empty(), "{name}: idempotent");
+        assert!(
+            store
+                .expire_due(T0.plus_seconds(10), 100)
+                .await
+                .expect("sweep")
+                .is_empty(),
+            "{name}: idempotent"
+        );
     })
     .await;
 }
@@ -234,10 +353,25 @@ async fn expiry_applies_on_timeout_or_marks_expired() {
 #[tokio::test]
 async fn listings_page_by_keyset() {
     each_backend(|name, store| async move {
-        let items: Vec<_> = (0..5).map(|i| item(&format!("ev:{i}"), checkpoint_event(&format!("cp-{i}"), "k-1"))).collect();
+        let items: Vec<_> = (0..5)
+            .map(|i| {
+                item(
+                    &format!("ev:{i}"),
+                    checkpoint_event(&format!("cp-{i}"), "k-1"),
+                )
+            })
+            .collect();
         store.ingest(items).await.expect("ingest");
-        store.decide("cp-2", decision(Action::Continue, None), "test", T0).await.expect("decide");
-        let mut q = CheckpointQuery { status: Some(CheckpointStatus::Pending), order: Order::NewestFirst, limit: 2, ..CheckpointQuery::default() };
+        store
+            .decide("cp-2", decision(Action::Continue, None), "test", T0)
+            .await
+            .expect("decide");
+        let mut q = CheckpointQuery {
+            status: Some(CheckpointStatus::Pending),
+            order: Order::NewestFirst,
+            limit: 2,
+            ..CheckpointQuery::default()
+        };
         let mut seen = Vec::new();
         loop {
             let page = store.list_checkpoints(&q).await.expect("list");
@@ -249,16 +383,31 @@ async fn listings_page_by_keyset() {
         }
         assert_eq!(seen, ["cp-4", "cp-3", "cp-1", "cp-0"], "{name}");
         let oldest = store
-            .list_checkpoints(&CheckpointQuery { order: Order::OldestFirst, limit: 1, ..CheckpointQuery::default() })
+            .list_checkpoints(&CheckpointQuery {
+                order: Order::OldestFirst,
+                limit: 1,
+                ..CheckpointQuery::default()
+            })
             .await
             .expect("list");
         assert_eq!(oldest.items[0].id, "cp-0", "{name}");
         let events = store
-            .list_events(&EventQuery { kickoff_id: Some("k-1".into()), cursor: Some(2), limit: 100, ..EventQuery::default() })
+            .list_events(&EventQuery {
+                kickoff_id: Some("k-1".into()),
+                cursor: Some(2),
+                limit: 100,
+                ..EventQuery::default()
+            })
             .await
             .expect("events");
         assert_eq!(events.items.first().map(|e| e.seq), Some(3), "{name}");
-        let executions = store.list_executions(&ExecutionQuery { limit: 10, ..ExecutionQuery::default() }).await.expect("list");
+        let executions = store
+            .list_executions(&ExecutionQuery {
+                limit: 10,
+                ..ExecutionQuery::default()
+            })
+            .await
+            .expect("list");
         assert_eq!(executions.items.len(), 1, "{name}");
     })
     .await;
@@ -275,15 +424,49 @@ async fn api_keys_are_found_by_hash_and_revoked() {
             prefix: "hhk_abc".into(),
             created_at: T0,
         };
-        store.create_api_key(new("k1", "ops", "aa")).await.expect("create");
-        assert!(matches!(store.create_api_key(new("k2", "ops", "bb")).await, Err(StoreError::Duplicate(_))), "{name}");
-        assert_eq!(store.find_api_key("aa").await.expect("find").map(|k| k.name), Some("ops".into()), "{name}");
+        store
+            .create_api_key(new("k1", "ops", "aa"))
+            .await
+            .expect("create");
+        assert!(
+            matches!(
+                store.create_api_key(new("k2", "ops", "bb")).await,
+                Err(StoreError::Duplicate(_))
+            ),
+            "{name}"
+        );
+        assert_eq!(
+            store
+                .find_api_key("aa")
+                .await
+                .expect("find")
+                .map(|k| k.name),
+            Some("ops".into()),
+            "{name}"
+        );
         assert_eq!(store.count_admin_keys().await.expect("count"), 1, "{name}");
-        assert!(store.revoke_api_key("ops", T0).await.expect("revoke"), "{name}");
-        assert!(!store.revoke_api_key("ops", T0).await.expect("revoke"), "{name}");
-        assert_eq!(store.find_api_key("aa").await.expect("find"), None, "{name}");
-        store.create_api_key(new("k3", "ops", "cc")).await.expect("name is free again");
-        assert_eq!(store.list_api_keys().await.expect("list").len(), 2, "{name}");
+        assert!(
+            store.revoke_api_key("ops", T0).await.expect("revoke"),
+            "{name}"
+        );
+        assert!(
+            !store.revoke_api_key("ops", T0).await.expect("revoke"),
+            "{name}"
+        );
+        assert_eq!(
+            store.find_api_key("aa").await.expect("find"),
+            None,
+            "{name}"
+        );
+        store
+            .create_api_key(new("k3", "ops", "cc"))
+            .await
+            .expect("name is free again");
+        assert_eq!(
+            store.list_api_keys().await.expect("list").len(),
+            2,
+            "{name}"
+        );
     })
     .await;
 }

@@ -43,7 +43,10 @@ async fn get_checkpoint(
     caller.require(Scope::Ingest, "reading a checkpoint")?;
     let wait = match q.wait {
         Some(w) if !w.is_finite() || w < 0.0 => {
-            return Err(ApiError::bad_request("invalid_query", "wait must be a number of seconds, 0 or more"));
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "wait must be a number of seconds, 0 or more",
+            ));
         }
         Some(w) => Duration::from_secs_f64(w).min(state.config.max_wait()),
         None => Duration::ZERO,
@@ -90,7 +93,14 @@ struct ListQuery {
 
 pub(crate) fn parse_cursor(cursor: Option<&str>) -> ApiResult<Option<i64>> {
     cursor
-        .map(|c| c.parse::<i64>().map_err(|_| ApiError::bad_request("invalid_query", "cursor must be a next_cursor value from a previous page")))
+        .map(|c| {
+            c.parse::<i64>().map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    "cursor must be a next_cursor value from a previous page",
+                )
+            })
+        })
         .transpose()
 }
 
@@ -103,13 +113,21 @@ async fn list_checkpoints(
     let status = match q.status.as_deref() {
         None | Some("all") => None,
         Some(s) => Some(CheckpointStatus::parse(s).ok_or_else(|| {
-            ApiError::bad_request("invalid_query", "status must be pending, decided, expired, cancelled or all")
+            ApiError::bad_request(
+                "invalid_query",
+                "status must be pending, decided, expired, cancelled or all",
+            )
         })?),
     };
     let order = match q.order.as_deref() {
         None | Some("newest") => Order::NewestFirst,
         Some("oldest") => Order::OldestFirst,
-        Some(_) => return Err(ApiError::bad_request("invalid_query", "order must be newest or oldest")),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "order must be newest or oldest",
+            ));
+        }
     };
     let query = CheckpointQuery {
         status,
@@ -144,7 +162,12 @@ async fn create_decision(
 }
 
 /// Applies a decision from the API and wakes everyone waiting on what it closed.
-async fn decide(state: &AppState, caller: &Caller, id: &str, d: DecisionIn) -> ApiResult<axum::Json<CheckpointOut>> {
+async fn decide(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    d: DecisionIn,
+) -> ApiResult<axum::Json<CheckpointOut>> {
     caller.require(Scope::Reviewer, "deciding a checkpoint")?;
     let request = DecisionRequest {
         action: d.action,
@@ -152,9 +175,16 @@ async fn decide(state: &AppState, caller: &Caller, id: &str, d: DecisionIn) -> A
         decided_by: d.decided_by.unwrap_or_else(|| caller.label()),
         channel: d.channel.unwrap_or_else(|| "api".to_owned()),
     };
-    let outcome = state.store.decide(id, request, &caller.label(), Timestamp::now()).await?;
+    let outcome = state
+        .store
+        .decide(id, request, &caller.label(), Timestamp::now())
+        .await?;
     match outcome {
-        DecideOutcome::Decided { checkpoint, cancelled, .. } => {
+        DecideOutcome::Decided {
+            checkpoint,
+            cancelled,
+            ..
+        } => {
             let decision = checkpoint.decision.as_ref();
             metrics::counter!(
                 "hitlhook_decisions_total",
@@ -178,20 +208,33 @@ fn refusal(cp: &hitlhook_domain::Checkpoint, error: DecideError) -> ApiError {
     extra.insert("checkpoint".into(), json!(CheckpointOut::from(cp)));
     match error {
         DecideError::AlreadyDecided(d) => {
-            let detail = format!("already decided: {} by {} via {} at {}", d.action, d.decided_by, d.channel, d.decided_at);
+            let detail = format!(
+                "already decided: {} by {} via {} at {}",
+                d.action, d.decided_by, d.channel, d.decided_at
+            );
             extra.insert("decision".into(), json!(d));
-            ApiError::Conflict { code: "already_decided", detail, extra }
+            ApiError::Conflict {
+                code: "already_decided",
+                detail,
+                extra,
+            }
         }
         DecideError::Closed(status) => ApiError::Conflict {
             code: "checkpoint_closed",
-            detail: format!("the checkpoint is {} and can no longer be decided", status.as_str()),
+            detail: format!(
+                "the checkpoint is {} and can no longer be decided",
+                status.as_str()
+            ),
             extra,
         },
         DecideError::ActionNotAllowed(action) => {
             extra.insert("allowed_actions".into(), json!(cp.allowed_actions));
             ApiError::Unprocessable {
                 code: "action_not_allowed",
-                detail: format!("action {action} is not allowed here; allowed: {}", hitlhook_domain::action::join(&cp.allowed_actions)),
+                detail: format!(
+                    "action {action} is not allowed here; allowed: {}",
+                    hitlhook_domain::action::join(&cp.allowed_actions)
+                ),
                 extra,
             }
         }
@@ -200,6 +243,10 @@ fn refusal(cp: &hitlhook_domain::Checkpoint, error: DecideError) -> ApiError {
             detail: "revise needs non-empty feedback telling the agent what to change".into(),
             extra,
         },
-        DecideError::Invalid(e) => ApiError::Unprocessable { code: "invalid_request", detail: e.to_string(), extra },
+        DecideError::Invalid(e) => ApiError::Unprocessable {
+            code: "invalid_request",
+            detail: e.to_string(),
+            extra,
+        },
     }
 }

@@ -8,8 +8,9 @@ use serde_json::value::RawValue;
 
 /// Stored JSON text, emitted verbatim (never re-serialised).
 fn raw(json: &str) -> Box<RawValue> {
-    RawValue::from_string(json.to_owned())
-        .unwrap_or_else(|_| RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!()))
+    RawValue::from_string(json.to_owned()).unwrap_or_else(|_| {
+        RawValue::from_string("null".to_owned()).unwrap_or_else(|_| unreachable!())
+    })
 }
 
 #[derive(Debug, Serialize)]

@@ -24,7 +24,10 @@ pub fn router() -> Router<AppState> {
         .route("/webhook/status/{kickoff_id}", get(get_status))
         .route("/v1/executions", get(list_executions))
         .route("/v1/executions/{kickoff_id}", get(get_status))
-        .route("/v1/executions/{kickoff_id}/events", get(list_execution_events))
+        .route(
+            "/v1/executions/{kickoff_id}/events",
+            get(list_execution_events),
+        )
         .route("/v1/events", get(list_events))
 }
 
@@ -81,7 +84,10 @@ async fn list_executions(
     let status = match q.status.as_deref() {
         None | Some("all") => None,
         Some(s) => Some(ExecutionStatus::parse(s).ok_or_else(|| {
-            ApiError::bad_request("invalid_query", "status must be running, waiting_for_human, completed, failed, stopped or all")
+            ApiError::bad_request(
+                "invalid_query",
+                "status must be running, waiting_for_human, completed, failed, stopped or all",
+            )
         })?),
     };
     let page = state
@@ -92,7 +98,10 @@ async fn list_executions(
             cursor: parse_cursor(q.cursor.as_deref())?,
         })
         .await?;
-    Ok(axum::Json(PageOut { items: page.items, next_cursor: page.next_cursor.map(|c| c.to_string()) }))
+    Ok(axum::Json(PageOut {
+        items: page.items,
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,7 +115,11 @@ struct EventsQuery {
     cursor: Option<String>,
 }
 
-async fn events_page(state: &AppState, q: EventsQuery, kickoff: Option<String>) -> ApiResult<axum::Json<PageOut<EventOut>>> {
+async fn events_page(
+    state: &AppState,
+    q: EventsQuery,
+    kickoff: Option<String>,
+) -> ApiResult<axum::Json<PageOut<EventOut>>> {
     let cursor = parse_cursor(q.cursor.as_deref())?.or(q.after);
     let page = state
         .store

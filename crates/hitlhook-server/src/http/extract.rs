@@ -21,35 +21,67 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::PayloadTooLarge { limit })
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge { limit })
 }
 
 /// Refuses bodies that are not declared as JSON.
 pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")) {
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
         Ok(())
     } else {
-        let got = if content_type.is_empty() { "no Content-Type".to_owned() } else { format!("Content-Type {content_type:?}") };
-        Err(ApiError::UnsupportedMediaType { detail: format!("expected Content-Type: application/json, got {got}") })
+        let got = if content_type.is_empty() {
+            "no Content-Type".to_owned()
+        } else {
+            format!("Content-Type {content_type:?}")
+        };
+        Err(ApiError::UnsupportedMediaType {
+            detail: format!("expected Content-Type: application/json, got {got}"),
+        })
     }
 }
 
 /// Parses JSON into `T`, telling syntax errors (400, with position) from schema errors (422,
 /// with the field path).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // serde reads a struct from an array too; request bodies must be objects.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            "body: must be a JSON object, not an array",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let message = inner.to_string();
-        let message = message.rsplit_once(" at line ").map_or(message.as_str(), |(m, _)| m).to_owned();
+        let message = message
+            .rsplit_once(" at line ")
+            .map_or(message.as_str(), |(m, _)| m)
+            .to_owned();
         if inner.is_data() {
             let field = if path == "." { "body".to_owned() } else { path };
             ApiError::unprocessable("invalid_request", format!("{field}: {message}"))
         } else {
-            ApiError::MalformedJson { line: inner.line(), column: inner.column(), message }
+            ApiError::MalformedJson {
+                line: inner.line(),
+                column: inner.column(),
+                message,
+            }
         }
     })
 }

@@ -53,16 +53,27 @@ async fn get_health(State(state): State<AppState>) -> impl IntoResponse {
 
 async fn get_ready(State(state): State<AppState>) -> impl IntoResponse {
     match state.store.ping().await {
-        Ok(()) if !state.shutdown.is_cancelled() => (StatusCode::OK, axum::Json(json!({"status": "ready"}))),
-        Ok(()) => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "shutting_down"}))),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "database_unavailable"}))),
+        Ok(()) if !state.shutdown.is_cancelled() => {
+            (StatusCode::OK, axum::Json(json!({"status": "ready"})))
+        }
+        Ok(()) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "shutting_down"})),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "database_unavailable"})),
+        ),
     }
 }
 
 async fn get_metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("hitlhook_ingest_queue_depth").set(state.ingestor.queued() as f64);
     metrics::gauge!("hitlhook_waiting_checkpoints").set(state.waiters.watched() as f64);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::telemetry::metrics().render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::telemetry::metrics().render(),
+    )
 }
 
 async fn get_openapi() -> impl IntoResponse {

@@ -19,10 +19,16 @@ pub fn router() -> Router<AppState> {
         .route("/v1/keys/{id_or_name}", delete(revoke_key))
 }
 
-async fn list_keys(State(state): State<AppState>, caller: Caller) -> ApiResult<axum::Json<PageOut<KeyOut>>> {
+async fn list_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<axum::Json<PageOut<KeyOut>>> {
     caller.require(Scope::Admin, "listing API keys")?;
     let keys = state.store.list_api_keys().await?;
-    Ok(axum::Json(PageOut { items: keys.iter().map(KeyOut::from).collect(), next_cursor: None }))
+    Ok(axum::Json(PageOut {
+        items: keys.iter().map(KeyOut::from).collect(),
+        next_cursor: None,
+    }))
 }
 
 async fn create_key(
@@ -42,19 +48,28 @@ async fn create_key(
         }
         Err(StoreError::Duplicate(_)) => Err(ApiError::Conflict {
             code: "key_name_taken",
-            detail: format!("an active key named {:?} exists; revoke it first or pick another name", body.name),
+            detail: format!(
+                "an active key named {:?} exists; revoke it first or pick another name",
+                body.name
+            ),
             extra: serde_json::Map::new(),
         }),
         Err(e) => Err(e.into()),
     }
 }
 
-async fn revoke_key(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn revoke_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     caller.require(Scope::Admin, "revoking API keys")?;
     if state.store.revoke_api_key(&id, Timestamp::now()).await? {
         tracing::info!(key = %id, by = %caller.name, "API key revoked");
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::not_found(format!("no active key with id or name {id:?}")))
+        Err(ApiError::not_found(format!(
+            "no active key with id or name {id:?}"
+        )))
     }
 }

@@ -66,7 +66,9 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 }
 
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::MethodNotAllowed { detail: format!("{method} is not supported on {}", uri.path()) }
+    ApiError::MethodNotAllowed {
+        detail: format!("{method} is not supported on {}", uri.path()),
+    }
 }
 
 /// Records request metrics by route template (never the raw path: bounded label cardinality)

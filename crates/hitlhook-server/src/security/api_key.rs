@@ -18,7 +18,11 @@ pub const KEY_PREFIX: &str = "hhk_";
 /// Generates a new random key.
 #[must_use]
 pub fn generate() -> String {
-    let body: String = rand::rng().sample_iter(&Alphanumeric).take(40).map(char::from).collect();
+    let body: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(40)
+        .map(char::from)
+        .collect();
     format!("{KEY_PREFIX}{body}")
 }
 
@@ -29,7 +33,11 @@ pub fn hash(key: &str) -> String {
 }
 
 /// Creates a key in the store and returns it with its one-time secret.
-pub async fn create(store: &dyn Store, name: &str, scope: Scope) -> Result<(ApiKey, String), StoreError> {
+pub async fn create(
+    store: &dyn Store,
+    name: &str,
+    scope: Scope,
+) -> Result<(ApiKey, String), StoreError> {
     let secret = generate();
     let new = NewApiKey {
         id: uuid::Uuid::now_v7().to_string(),
@@ -75,11 +83,19 @@ impl Caller {
 /// Reads the key from `Authorization: Bearer <key>` or `X-API-Key: <key>`.
 #[must_use]
 pub fn presented_key(parts: &Parts) -> Option<&str> {
-    if let Some(value) = parts.headers.get("authorization").and_then(|v| v.to_str().ok()) {
+    if let Some(value) = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+    {
         let (scheme, key) = value.trim().split_once(' ')?;
         return scheme.eq_ignore_ascii_case("bearer").then(|| key.trim());
     }
-    parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+    parts
+        .headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 /// Resolves a presented key to a caller: the configured admin key, or an active stored key.
@@ -87,11 +103,17 @@ pub async fn authenticate(state: &AppState, key: &str) -> Result<Caller, ApiErro
     let digest = hash(key);
     if let Some(admin) = &state.admin_key_hash {
         if bool::from(digest.as_bytes().ct_eq(admin.as_bytes())) {
-            return Ok(Caller { name: "WEBHOOK_API_KEY".to_owned(), scope: Scope::Admin });
+            return Ok(Caller {
+                name: "WEBHOOK_API_KEY".to_owned(),
+                scope: Scope::Admin,
+            });
         }
     }
     match state.store.find_api_key(&digest).await? {
-        Some(found) => Ok(Caller { name: found.name, scope: found.scope }),
+        Some(found) => Ok(Caller {
+            name: found.name,
+            scope: found.scope,
+        }),
         None => Err(ApiError::unauthorized(
             "invalid_api_key",
             "the API key is unknown or revoked; create one with `hitlhook keys create`",
@@ -102,7 +124,10 @@ pub async fn authenticate(state: &AppState, key: &str) -> Result<Caller, ApiErro
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let Some(key) = presented_key(parts) else {
             return Err(ApiError::unauthorized(
                 "unauthorized",

@@ -33,11 +33,18 @@ pub enum Verified {
 /// Why a signature was refused. The messages name the check, never secret material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
-    #[error("no signature: send X-CrewAI-Signature, Standard Webhooks headers (webhook-id, webhook-timestamp, webhook-signature) or Authorization: Bearer <api key>")]
+    #[error(
+        "no signature: send X-CrewAI-Signature, Standard Webhooks headers (webhook-id, webhook-timestamp, webhook-signature) or Authorization: Bearer <api key>"
+    )]
     Missing,
     #[error("malformed {header} header: {problem}")]
-    Malformed { header: &'static str, problem: &'static str },
-    #[error("timestamp is {0} s older than the allowed tolerance; re-sign the request with the current time")]
+    Malformed {
+        header: &'static str,
+        problem: &'static str,
+    },
+    #[error(
+        "timestamp is {0} s older than the allowed tolerance; re-sign the request with the current time"
+    )]
     Stale(i64),
     #[error("timestamp is {0} s ahead of the allowed tolerance; check the sender's clock")]
     Future(i64),
@@ -95,7 +102,10 @@ impl SigningKeys {
                     keys.standard.push(decoded);
                 }
                 None if text.starts_with("whsec_") => {
-                    return Err(format!("WEBHOOK_SECRET #{}: whsec_ must be followed by base64", i + 1));
+                    return Err(format!(
+                        "WEBHOOK_SECRET #{}: whsec_ must be followed by base64",
+                        i + 1
+                    ));
                 }
                 None => {
                     keys.crewai.push(raw.clone());
@@ -127,11 +137,19 @@ impl SigningKeys {
                 Err(e) => first_error = Some(e),
             }
         }
-        for (sig_header, ts_header) in
-            [("x-crewai-signature", "x-crewai-timestamp"), ("x-signature", "x-timestamp")]
-        {
+        for (sig_header, ts_header) in [
+            ("x-crewai-signature", "x-crewai-timestamp"),
+            ("x-signature", "x-timestamp"),
+        ] {
             if headers.contains_key(sig_header) {
-                match self.verify_crewai(headers, body, sig_header, ts_header, now_secs, tolerance_secs) {
+                match self.verify_crewai(
+                    headers,
+                    body,
+                    sig_header,
+                    ts_header,
+                    now_secs,
+                    tolerance_secs,
+                ) {
                     Ok(v) => return Ok(v),
                     Err(e) => {
                         first_error.get_or_insert(e);
@@ -151,7 +169,10 @@ impl SigningKeys {
     ) -> Result<Verified, SignatureError> {
         let id = header_text(headers, "webhook-id")?;
         if id.is_empty() || id.contains('.') {
-            return Err(SignatureError::Malformed { header: "webhook-id", problem: "must be non-empty and contain no '.'" });
+            return Err(SignatureError::Malformed {
+                header: "webhook-id",
+                problem: "must be non-empty and contain no '.'",
+            });
         }
         let ts_text = header_text(headers, "webhook-timestamp")?;
         check_timestamp(ts_text, "webhook-timestamp", now, tolerance)?;
@@ -161,12 +182,20 @@ impl SigningKeys {
             .filter_map(|b64| STANDARD.decode(b64).ok())
             .collect();
         if signatures.is_empty() {
-            return Err(SignatureError::Malformed { header: "webhook-signature", problem: "expected v1,<base64>" });
+            return Err(SignatureError::Malformed {
+                header: "webhook-signature",
+                problem: "expected v1,<base64>",
+            });
         }
         for key in &self.standard {
             let tag = hmac(key, &[id.as_bytes(), b".", ts_text.as_bytes(), b".", body]);
-            if signatures.iter().any(|sig| bool::from(sig.as_slice().ct_eq(tag.as_slice()))) {
-                return Ok(Verified::StandardWebhooks { webhook_id: id.to_owned() });
+            if signatures
+                .iter()
+                .any(|sig| bool::from(sig.as_slice().ct_eq(tag.as_slice())))
+            {
+                return Ok(Verified::StandardWebhooks {
+                    webhook_id: id.to_owned(),
+                });
             }
         }
         Err(SignatureError::Mismatch)
@@ -183,8 +212,10 @@ impl SigningKeys {
     ) -> Result<Verified, SignatureError> {
         let text = header_text(headers, sig_header)?;
         let hex_sig = text.strip_prefix("sha256=").unwrap_or(text);
-        let signature = hex::decode(hex_sig.trim())
-            .map_err(|_| SignatureError::Malformed { header: sig_header, problem: "expected sha256=<hex>" })?;
+        let signature = hex::decode(hex_sig.trim()).map_err(|_| SignatureError::Malformed {
+            header: sig_header,
+            problem: "expected sha256=<hex>",
+        })?;
         let timestamp = match headers.get(ts_header) {
             None => None,
             Some(_) => {
@@ -209,16 +240,28 @@ impl SigningKeys {
 fn header_text<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, SignatureError> {
     headers
         .get(name)
-        .ok_or(SignatureError::Malformed { header: name, problem: "missing" })?
+        .ok_or(SignatureError::Malformed {
+            header: name,
+            problem: "missing",
+        })?
         .to_str()
         .map(str::trim)
-        .map_err(|_| SignatureError::Malformed { header: name, problem: "not ASCII" })
+        .map_err(|_| SignatureError::Malformed {
+            header: name,
+            problem: "not ASCII",
+        })
 }
 
-fn check_timestamp(text: &str, header: &'static str, now: i64, tolerance: i64) -> Result<(), SignatureError> {
-    let ts: i64 = text
-        .parse()
-        .map_err(|_| SignatureError::Malformed { header, problem: "expected integer Unix seconds" })?;
+fn check_timestamp(
+    text: &str,
+    header: &'static str,
+    now: i64,
+    tolerance: i64,
+) -> Result<(), SignatureError> {
+    let ts: i64 = text.parse().map_err(|_| SignatureError::Malformed {
+        header,
+        problem: "expected integer Unix seconds",
+    })?;
     if now - ts > tolerance {
         return Err(SignatureError::Stale(now - ts - tolerance));
     }
@@ -241,11 +284,19 @@ pub fn hmac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
 
 /// The headers a sender would attach, in every scheme (for `hitlhook sign` and tests).
 #[must_use]
-pub fn sign_headers(secret: &Secret, body: &[u8], webhook_id: &str, now_secs: i64) -> Vec<(String, String)> {
+pub fn sign_headers(
+    secret: &Secret,
+    body: &[u8],
+    webhook_id: &str,
+    now_secs: i64,
+) -> Vec<(String, String)> {
     let text = secret.expose();
     let standard_key = decode_whsec(text).unwrap_or_else(|| text.as_bytes().to_vec());
     let ts = now_secs.to_string();
-    let standard = STANDARD.encode(hmac(&standard_key, &[webhook_id.as_bytes(), b".", ts.as_bytes(), b".", body]));
+    let standard = STANDARD.encode(hmac(
+        &standard_key,
+        &[webhook_id.as_bytes(), b".", ts.as_bytes(), b".", body],
+    ));
     let crewai = hex::encode(hmac(text.as_bytes(), &[body]));
     vec![
         ("X-CrewAI-Signature".to_owned(), format!("sha256={crewai}")),
@@ -263,7 +314,13 @@ mod tests {
     const NOW: i64 = 1_700_000_000;
 
     fn keys(secrets: &[&str]) -> SigningKeys {
-        SigningKeys::new(&secrets.iter().map(|s| Secret((*s).to_owned())).collect::<Vec<_>>()).expect("keys")
+        SigningKeys::new(
+            &secrets
+                .iter()
+                .map(|s| Secret((*s).to_owned()))
+                .collect::<Vec<_>>(),
+        )
+        .expect("keys")
     }
 
     fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
@@ -282,10 +339,19 @@ mod tests {
         let h = headers(&[
             ("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek".into()),
             ("webhook-timestamp", "1614265330".into()),
-            ("webhook-signature", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=".into()),
+            (
+                "webhook-signature",
+                "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=".into(),
+            ),
         ]);
-        assert!(matches!(k.verify(&h, body, 1_614_265_330, 300), Ok(Verified::StandardWebhooks { .. })));
-        assert_eq!(k.verify(&h, b"{\"test\": 2432232315}", 1_614_265_330, 300), Err(SignatureError::Mismatch));
+        assert!(matches!(
+            k.verify(&h, body, 1_614_265_330, 300),
+            Ok(Verified::StandardWebhooks { .. })
+        ));
+        assert_eq!(
+            k.verify(&h, b"{\"test\": 2432232315}", 1_614_265_330, 300),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     /// GitHub's published example uses the same sha256=<hex> form as the seed header.
@@ -296,22 +362,35 @@ mod tests {
             "x-crewai-signature",
             "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17".into(),
         )]);
-        assert_eq!(k.verify(&h, b"Hello, World!", NOW, 300), Ok(Verified::CrewAi));
+        assert_eq!(
+            k.verify(&h, b"Hello, World!", NOW, 300),
+            Ok(Verified::CrewAi)
+        );
     }
 
     #[test]
     fn verification_table() {
         let body = br#"{"event_type":"task.started"}"#;
         let k = keys(&["new-secret", "old-secret"]);
-        let sign = |secret: &str, id: &str, ts: i64| sign_headers(&Secret(secret.into()), body, id, ts);
+        let sign =
+            |secret: &str, id: &str, ts: i64| sign_headers(&Secret(secret.into()), body, id, ts);
         let get = |v: &[(String, String)], name: &str| {
-            v.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).expect("header")
+            v.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .expect("header")
         };
         let good = sign("new-secret", "msg_1", NOW);
         let rotated = sign("old-secret", "msg_1", NOW);
         let crewai_ts = |secret: &str, ts: i64| {
-            let tag = hex::encode(hmac(secret.as_bytes(), &[ts.to_string().as_bytes(), b".", body]));
-            headers(&[("x-crewai-signature", format!("sha256={tag}")), ("x-crewai-timestamp", ts.to_string())])
+            let tag = hex::encode(hmac(
+                secret.as_bytes(),
+                &[ts.to_string().as_bytes(), b".", body],
+            ));
+            headers(&[
+                ("x-crewai-signature", format!("sha256={tag}")),
+                ("x-crewai-timestamp", ts.to_string()),
+            ])
         };
         let std = |v: &[(String, String)]| {
             headers(&[
@@ -321,28 +400,125 @@ mod tests {
             ])
         };
         let cases: Vec<(&str, HeaderMap, &[u8], Result<(), &str>)> = vec![
-            ("seed header", headers(&[("x-crewai-signature", get(&good, "X-CrewAI-Signature"))]), body, Ok(())),
-            ("seed header, rotated secret", headers(&[("x-crewai-signature", get(&rotated, "X-CrewAI-Signature"))]), body, Ok(())),
-            ("seed header, tampered body", headers(&[("x-crewai-signature", get(&good, "X-CrewAI-Signature"))]), b"{}", Err("invalid_signature")),
-            ("seed header, wrong secret", headers(&[("x-crewai-signature", get(&sign("other", "m", NOW), "X-CrewAI-Signature"))]), body, Err("invalid_signature")),
-            ("seed header, not hex", headers(&[("x-crewai-signature", "sha256=zz".into())]), body, Err("malformed_signature")),
-            ("crewai timestamp", crewai_ts("new-secret", NOW - 10), body, Ok(())),
-            ("crewai stale", crewai_ts("new-secret", NOW - 301), body, Err("stale_timestamp")),
-            ("crewai future", crewai_ts("new-secret", NOW + 301), body, Err("future_timestamp")),
+            (
+                "seed header",
+                headers(&[("x-crewai-signature", get(&good, "X-CrewAI-Signature"))]),
+                body,
+                Ok(()),
+            ),
+            (
+                "seed header, rotated secret",
+                headers(&[("x-crewai-signature", get(&rotated, "X-CrewAI-Signature"))]),
+                body,
+                Ok(()),
+            ),
+            (
+                "seed header, tampered body",
+                headers(&[("x-crewai-signature", get(&good, "X-CrewAI-Signature"))]),
+                b"{}",
+                Err("invalid_signature"),
+            ),
+            (
+                "seed header, wrong secret",
+                headers(&[(
+                    "x-crewai-signature",
+                    get(&sign("other", "m", NOW), "X-CrewAI-Signature"),
+                )]),
+                body,
+                Err("invalid_signature"),
+            ),
+            (
+                "seed header, not hex",
+                headers(&[("x-crewai-signature", "sha256=zz".into())]),
+                body,
+                Err("malformed_signature"),
+            ),
+            (
+                "crewai timestamp",
+                crewai_ts("new-secret", NOW - 10),
+                body,
+                Ok(()),
+            ),
+            (
+                "crewai stale",
+                crewai_ts("new-secret", NOW - 301),
+                body,
+                Err("stale_timestamp"),
+            ),
+            (
+                "crewai future",
+                crewai_ts("new-secret", NOW + 301),
+                body,
+                Err("future_timestamp"),
+            ),
             ("standard", std(&good), body, Ok(())),
             ("standard rotated", std(&rotated), body, Ok(())),
-            ("standard stale", std(&sign("new-secret", "m", NOW - 301)), body, Err("stale_timestamp")),
-            ("standard at tolerance", std(&sign("new-secret", "m", NOW - 300)), body, Ok(())),
-            ("standard future", std(&sign("new-secret", "m", NOW + 301)), body, Err("future_timestamp")),
-            ("standard tampered", std(&good), b"{}", Err("invalid_signature")),
-            ("standard several signatures", headers(&[
-                ("webhook-id", "msg_1".into()),
-                ("webhook-timestamp", NOW.to_string()),
-                ("webhook-signature", format!("v2,abc v1,AAAA {}", get(&good, "webhook-signature"))),
-            ]), body, Ok(())),
-            ("standard missing id", headers(&[("webhook-timestamp", NOW.to_string()), ("webhook-signature", get(&good, "webhook-signature"))]), body, Err("malformed_signature")),
-            ("standard bad timestamp", headers(&[("webhook-id", "m".into()), ("webhook-timestamp", "hello".into()), ("webhook-signature", "v1,AAAA".into())]), body, Err("malformed_signature")),
-            ("standard partial", headers(&[("webhook-id", "m".into()), ("webhook-timestamp", NOW.to_string()), ("webhook-signature", "v1,".into())]), body, Err("invalid_signature")),
+            (
+                "standard stale",
+                std(&sign("new-secret", "m", NOW - 301)),
+                body,
+                Err("stale_timestamp"),
+            ),
+            (
+                "standard at tolerance",
+                std(&sign("new-secret", "m", NOW - 300)),
+                body,
+                Ok(()),
+            ),
+            (
+                "standard future",
+                std(&sign("new-secret", "m", NOW + 301)),
+                body,
+                Err("future_timestamp"),
+            ),
+            (
+                "standard tampered",
+                std(&good),
+                b"{}",
+                Err("invalid_signature"),
+            ),
+            (
+                "standard several signatures",
+                headers(&[
+                    ("webhook-id", "msg_1".into()),
+                    ("webhook-timestamp", NOW.to_string()),
+                    (
+                        "webhook-signature",
+                        format!("v2,abc v1,AAAA {}", get(&good, "webhook-signature")),
+                    ),
+                ]),
+                body,
+                Ok(()),
+            ),
+            (
+                "standard missing id",
+                headers(&[
+                    ("webhook-timestamp", NOW.to_string()),
+                    ("webhook-signature", get(&good, "webhook-signature")),
+                ]),
+                body,
+                Err("malformed_signature"),
+            ),
+            (
+                "standard bad timestamp",
+                headers(&[
+                    ("webhook-id", "m".into()),
+                    ("webhook-timestamp", "hello".into()),
+                    ("webhook-signature", "v1,AAAA".into()),
+                ]),
+                body,
+                Err("malformed_signature"),
+            ),
+            (
+                "standard partial",
+                headers(&[
+                    ("webhook-id", "m".into()),
+                    ("webhook-timestamp", NOW.to_string()),
+                    ("webhook-signature", "v1,".into()),
+                ]),
+                body,
+                Err("invalid_signature"),
+            ),
             ("nothing", HeaderMap::new(), body, Err("missing_signature")),
         ];
         for (name, h, b, want) in cases {

@@ -1,0 +1,8 @@
+//! API tests: the real app on 127.0.0.1:0, driven over HTTP, on SQLite and on PostgreSQL.
+
+mod helpers;
+
+mod decisions;
+mod errors;
+mod ingest;
+mod operations;
