@@ -216,7 +216,7 @@ pub struct DecisionRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decided {
     /// The checkpoint was pending and is now decided: persist it.
-    New(Checkpoint),
+    New(Box<Checkpoint>),
     /// The same decision was already recorded: nothing to write, answer as before.
     Unchanged,
 }
@@ -280,7 +280,7 @@ impl Checkpoint {
                     channel: request.channel,
                     decided_at: now,
                 });
-                Ok(Decided::New(next))
+                Ok(Decided::New(Box::new(next)))
             }
         }
     }
@@ -382,7 +382,7 @@ mod tests {
             .decide(req(action, feedback), T0)
             .expect("decides")
         {
-            Decided::New(cp) => cp,
+            Decided::New(cp) => *cp,
             Decided::Unchanged => panic!("expected a new decision"),
         }
     }
@@ -393,13 +393,14 @@ mod tests {
         let after_expiry = T0.plus_seconds(60);
         let mut only_continue = pending();
         only_continue.allowed_actions = vec![Action::Continue];
-        let cases: Vec<(
-            &str,
+        type Case = (
+            &'static str,
             Checkpoint,
             DecisionRequest,
             Timestamp,
-            Result<&str, DecideError>,
-        )> = vec![
+            Result<&'static str, DecideError>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "continue",
                 pending(),

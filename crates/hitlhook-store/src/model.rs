@@ -34,7 +34,7 @@ pub enum IngestOutcome {
     /// (an execution that ended cancels its pending checkpoints).
     Accepted {
         receipt: Receipt,
-        created: Option<Checkpoint>,
+        created: Option<Box<Checkpoint>>,
         closed: Vec<Checkpoint>,
     },
     /// Seen before: nothing changed.

@@ -103,15 +103,13 @@ fn sqlite_url(url: &str) -> StoreResult<String> {
     if path.is_empty() {
         return Err(StoreError::UnsupportedUrl(url.to_owned()));
     }
-    if path != ":memory:" {
-        if let Some(parent) = Path::new(path)
+    if path != ":memory:"
+        && let Some(parent) = Path::new(path)
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                StoreError::Corrupt(format!("cannot create {}: {e}", parent.display()))
-            })?;
-        }
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", parent.display())))?;
     }
     let query = if query.contains("mode=") {
         query.to_owned()
@@ -345,13 +343,13 @@ async fn apply_close(
     };
     let seq = insert_own_event(c, event_type, next, source, now).await?;
     let mut cascade = Vec::new();
-    if let Some(kickoff) = &next.kickoff_id {
-        if let Some(mut ex) = load_execution(c, kickoff).await? {
-            if ex.on_checkpoint_closed(how, now).cancel_pending {
-                cascade = cancel_pending(c, &mut ex, "execution stopped", now).await?;
-            }
-            save_execution(c, &ex, seq).await?;
+    if let Some(kickoff) = &next.kickoff_id
+        && let Some(mut ex) = load_execution(c, kickoff).await?
+    {
+        if ex.on_checkpoint_closed(how, now).cancel_pending {
+            cascade = cancel_pending(c, &mut ex, "execution stopped", now).await?;
         }
+        save_execution(c, &ex, seq).await?;
     }
     Ok(Some((seq, cascade)))
 }
@@ -406,7 +404,7 @@ async fn ingest_one(c: &mut AnyConnection, item: &IngestItem) -> StoreResult<Ste
             .clone()
             .into_checkpoint(new_checkpoint_id(), item.received_at, 0)
         {
-            Ok(cp) => created = Some(cp),
+            Ok(cp) => created = Some(Box::new(cp)),
             Err(e) => {
                 return Ok(Step::Discard(IngestOutcome::Rejected(
                     IngestRejection::InvalidCheckpoint(e),
@@ -554,7 +552,7 @@ impl Store for SqlStore {
                     });
                 }
                 Ok(Decided::Unchanged) => return Ok(DecideOutcome::Unchanged(current)),
-                Ok(Decided::New(next)) => next,
+                Ok(Decided::New(next)) => *next,
             };
             if let Some((seq, cancelled)) = apply_close(&mut tx, &next, source, now).await? {
                 tx.commit().await?;

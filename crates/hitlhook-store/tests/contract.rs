@@ -24,7 +24,7 @@ where
     }
 }
 
-fn item(identity: &str, body: serde_json::Value) -> IngestItem {
+fn item(identity: &str, body: &serde_json::Value) -> IngestItem {
     let payload = body.to_string();
     IngestItem {
         identity: EventIdentity(identity.to_owned()),
@@ -85,7 +85,7 @@ async fn migrations_are_the_same_versions_on_both_backends() {
 #[tokio::test]
 async fn a_checkpoint_event_creates_a_pending_checkpoint_and_a_waiting_execution() {
     each_backend(|name, store| async move {
-        let outcome = ingest_one(&store, item("ev:1", checkpoint_event("cp-1", "k-1"))).await;
+        let outcome = ingest_one(&store, item("ev:1", &checkpoint_event("cp-1", "k-1"))).await;
         let receipt = accepted(&outcome);
         assert_eq!(receipt.checkpoint_id.as_deref(), Some("cp-1"), "{name}");
         let cp = store
@@ -116,15 +116,15 @@ async fn a_checkpoint_event_creates_a_pending_checkpoint_and_a_waiting_execution
 #[tokio::test]
 async fn redelivery_is_a_duplicate_that_changes_nothing() {
     each_backend(|name, store| async move {
-        let first = ingest_one(&store, item("wh:a", checkpoint_event("cp-1", "k-1"))).await;
+        let first = ingest_one(&store, item("wh:a", &checkpoint_event("cp-1", "k-1"))).await;
         let before = store.stats().await.expect("stats");
-        let again = ingest_one(&store, item("wh:a", checkpoint_event("cp-1", "k-1"))).await;
+        let again = ingest_one(&store, item("wh:a", &checkpoint_event("cp-1", "k-1"))).await;
         let IngestOutcome::Duplicate(receipt) = again else {
             panic!("{name}: expected duplicate")
         };
         assert_eq!(&receipt, accepted(&first), "{name}");
         // The same checkpoint under a new event id is a duplicate too, answered with the original.
-        let resent = ingest_one(&store, item("wh:b", checkpoint_event("cp-1", "k-1"))).await;
+        let resent = ingest_one(&store, item("wh:b", &checkpoint_event("cp-1", "k-1"))).await;
         assert!(
             matches!(resent, IngestOutcome::Duplicate(ref r) if r == accepted(&first)),
             "{name}: {resent:?}"
@@ -143,7 +143,7 @@ async fn redelivery_is_a_duplicate_that_changes_nothing() {
 #[tokio::test]
 async fn a_bad_item_is_refused_alone_and_leaves_nothing_behind() {
     each_backend(|name, store| async move {
-        ingest_one(&store, item("ev:1", checkpoint_event("cp-1", "k-1"))).await;
+        ingest_one(&store, item("ev:1", &checkpoint_event("cp-1", "k-1"))).await;
         let mut conflicting = checkpoint_event("cp-1", "k-1");
         conflicting["context"] = serde_json::json!({"draft": "other"});
         let invalid = serde_json::json!({"event_type": "checkpoint.required", "checkpoint_name": "x",
@@ -151,7 +151,7 @@ async fn a_bad_item_is_refused_alone_and_leaves_nothing_behind() {
         let good = serde_json::json!({"event_type": "task.started", "kickoff_id": "k-3"});
         let before = store.stats().await.expect("stats");
         let outcomes = store
-            .ingest(vec![item("ev:2", conflicting), item("ev:3", invalid), item("ev:4", good)])
+            .ingest(vec![item("ev:2", &conflicting), item("ev:3", &invalid), item("ev:4", &good)])
             .await
             .expect("ingest");
         assert!(matches!(outcomes[0], IngestOutcome::Rejected(IngestRejection::CheckpointConflict(_))), "{name}");
@@ -167,7 +167,7 @@ async fn a_bad_item_is_refused_alone_and_leaves_nothing_behind() {
 #[tokio::test]
 async fn the_first_decision_wins() {
     each_backend(|name, store| async move {
-        ingest_one(&store, item("ev:1", checkpoint_event("cp-1", "k-1"))).await;
+        ingest_one(&store, item("ev:1", &checkpoint_event("cp-1", "k-1"))).await;
         let first = store.decide("cp-1", decision(Action::Revise, Some("shorter")), "test", T0).await.expect("decide");
         let DecideOutcome::Decided { checkpoint, .. } = first else { panic!("{name}: {first:?}") };
         let d = checkpoint.decision.expect("decision");
@@ -195,7 +195,7 @@ async fn the_first_decision_wins() {
 #[tokio::test]
 async fn concurrent_decisions_record_exactly_one() {
     each_backend(|name, store| async move {
-        ingest_one(&store, item("ev:1", checkpoint_event("cp-1", "k-1"))).await;
+        ingest_one(&store, item("ev:1", &checkpoint_event("cp-1", "k-1"))).await;
         let tasks: Vec<_> = (0..8)
             .map(|i| {
                 let store = Arc::clone(&store);
@@ -226,8 +226,8 @@ async fn concurrent_decisions_record_exactly_one() {
 #[tokio::test]
 async fn stop_stops_the_execution_and_cancels_its_other_checkpoints() {
     each_backend(|name, store| async move {
-        ingest_one(&store, item("ev:1", checkpoint_event("cp-1", "k-1"))).await;
-        ingest_one(&store, item("ev:2", checkpoint_event("cp-2", "k-1"))).await;
+        ingest_one(&store, item("ev:1", &checkpoint_event("cp-1", "k-1"))).await;
+        ingest_one(&store, item("ev:2", &checkpoint_event("cp-2", "k-1"))).await;
         let out = store
             .decide("cp-1", decision(Action::Stop, None), "test", T0)
             .await
@@ -263,9 +263,9 @@ async fn stop_stops_the_execution_and_cancels_its_other_checkpoints() {
 #[tokio::test]
 async fn a_finished_crew_cancels_pending_checkpoints() {
     each_backend(|name, store| async move {
-        ingest_one(&store, item("ev:1", checkpoint_event("cp-1", "k-1"))).await;
+        ingest_one(&store, item("ev:1", &checkpoint_event("cp-1", "k-1"))).await;
         let done = serde_json::json!({"event_type": "crew.completed", "kickoff_id": "k-1"});
-        let IngestOutcome::Accepted { closed, .. } = ingest_one(&store, item("ev:2", done)).await
+        let IngestOutcome::Accepted { closed, .. } = ingest_one(&store, item("ev:2", &done)).await
         else {
             panic!("{name}")
         };
@@ -302,9 +302,9 @@ async fn expiry_applies_on_timeout_or_marks_expired() {
         later["expires_in"] = 1000.into();
         store
             .ingest(vec![
-                item("ev:1", with_default),
-                item("ev:2", plain),
-                item("ev:3", later),
+                item("ev:1", &with_default),
+                item("ev:2", &plain),
+                item("ev:3", &later),
             ])
             .await
             .expect("ingest");

@@ -65,12 +65,10 @@ async fn authenticate(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Api
                 .or_else(|| v.trim().strip_prefix("bearer "))
                 .unwrap_or(v.trim())
         });
-    if !signed {
-        if let Some(key) = key {
-            let caller = api_key::authenticate(state, key).await?;
-            caller.require(Scope::Ingest, "sending events")?;
-            return Ok(caller.label());
-        }
+    if !signed && let Some(key) = key {
+        let caller = api_key::authenticate(state, key).await?;
+        caller.require(Scope::Ingest, "sending events")?;
+        return Ok(caller.label());
     }
     let tolerance = i64::try_from(state.config.signature_tolerance_secs).unwrap_or(i64::MAX);
     match state

@@ -101,13 +101,13 @@ pub fn presented_key(parts: &Parts) -> Option<&str> {
 /// Resolves a presented key to a caller: the configured admin key, or an active stored key.
 pub async fn authenticate(state: &AppState, key: &str) -> Result<Caller, ApiError> {
     let digest = hash(key);
-    if let Some(admin) = &state.admin_key_hash {
-        if bool::from(digest.as_bytes().ct_eq(admin.as_bytes())) {
-            return Ok(Caller {
-                name: "WEBHOOK_API_KEY".to_owned(),
-                scope: Scope::Admin,
-            });
-        }
+    if let Some(admin) = &state.admin_key_hash
+        && bool::from(digest.as_bytes().ct_eq(admin.as_bytes()))
+    {
+        return Ok(Caller {
+            name: "WEBHOOK_API_KEY".to_owned(),
+            scope: Scope::Admin,
+        });
     }
     match state.store.find_api_key(&digest).await? {
         Some(found) => Ok(Caller {

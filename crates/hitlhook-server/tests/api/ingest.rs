@@ -60,7 +60,8 @@ async fn every_accepted_scheme_stores_the_event(db: TestDb) {
     let app = TestApp::spawn(db).await;
     let now = Timestamp::now().unix_seconds();
     let ingest_key = app.create_key("crew-runner", "ingest").await;
-    let cases: Vec<(&str, Box<dyn Fn(&[u8]) -> HeaderMap>)> = vec![
+    type Sign = Box<dyn Fn(&[u8]) -> HeaderMap>;
+    let cases: Vec<(&str, Sign)> = vec![
         (
             "seed X-CrewAI-Signature",
             Box::new(|b| seed_headers(SECRET, b)),
