@@ -357,7 +357,7 @@ async fn listings_page_by_keyset() {
             .map(|i| {
                 item(
                     &format!("ev:{i}"),
-                    checkpoint_event(&format!("cp-{i}"), "k-1"),
+                    &checkpoint_event(&format!("cp-{i}"), "k-1"),
                 )
             })
             .collect();
