@@ -15,6 +15,7 @@ use tracing::info;
 use crate::bootstrap::{self, FirstRun};
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::hub::Hub;
 use crate::ingest::Ingestor;
 use crate::security::{api_key, signature::SigningKeys};
 use crate::sweeper;
@@ -50,9 +51,9 @@ impl App {
             format!("binding {} (is another server running there?)", config.bind)
         })?;
         let waiters = Arc::new(Waiters::default());
-        let recheck_interval = (store.backend() == "postgres").then(|| Duration::from_secs(1));
+        let hub = Arc::new(Hub::new(store.stats().await?.events_total));
         let state = AppState {
-            ingestor: Ingestor::spawn(Arc::clone(&store), Arc::clone(&waiters)),
+            ingestor: Ingestor::spawn(Arc::clone(&store), Arc::clone(&hub)),
             store,
             waiters,
             keys: Arc::new(keys),
@@ -60,7 +61,7 @@ impl App {
                 .admin_api_key
                 .as_ref()
                 .map(|k| Arc::from(api_key::hash(k.expose()))),
-            recheck_interval,
+            hub,
             config: Arc::new(config),
             shutdown: CancellationToken::new(),
         };
@@ -104,8 +105,16 @@ impl App {
         let cancel = self.state.shutdown.clone();
         let sweeper = tokio::spawn(sweeper::run(
             Arc::clone(&self.state.store),
-            Arc::clone(&self.state.waiters),
+            Arc::clone(&self.state.hub),
             self.state.config.sweep_interval(),
+            cancel.clone(),
+        ));
+        // With PostgreSQL other nodes may write too: poll for their commits.
+        let poll = (self.state.store.backend() == "postgres").then(|| Duration::from_millis(200));
+        let tail = tokio::spawn(Arc::clone(&self.state.hub).run(
+            Arc::clone(&self.state.store),
+            Arc::clone(&self.state.waiters),
+            poll,
             cancel.clone(),
         ));
         info!(addr = %self.local_addr()?, backend = self.state.store.backend(), "hitlhook listening");
@@ -121,6 +130,7 @@ impl App {
             .context("serving HTTP")?;
         cancel.cancel();
         let _ = sweeper.await;
+        let _ = tail.await;
         info!("stopped");
         Ok(())
     }

@@ -10,7 +10,7 @@ use hitlhook_store::{IngestItem, IngestOutcome, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
-use crate::waiters::Waiters;
+use crate::hub::Hub;
 
 /// Most events written in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -28,7 +28,7 @@ pub struct Ingestor {
 
 impl Ingestor {
     /// Starts the writer task. It ends when every `Ingestor` handle is dropped, after draining.
-    pub fn spawn(store: Arc<dyn Store>, waiters: Arc<Waiters>) -> Self {
+    pub fn spawn(store: Arc<dyn Store>, hub: Arc<Hub>) -> Self {
         let (queue, mut rx) = mpsc::channel::<(IngestItem, Reply)>(QUEUE_DEPTH);
         let queued = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&queued);
@@ -40,11 +40,7 @@ impl Ingestor {
                 let (items, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
                 match store.ingest(items).await {
                     Ok(outcomes) => {
-                        for outcome in &outcomes {
-                            if let IngestOutcome::Accepted { closed, .. } = outcome {
-                                closed.iter().for_each(|cp| waiters.wake(&cp.id));
-                            }
-                        }
+                        hub.committed();
                         for (reply, outcome) in replies.into_iter().zip(outcomes) {
                             let _ = reply.send(Ok(outcome));
                         }

@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod hub;
 pub mod ingest;
 pub mod security;
 pub mod sweeper;

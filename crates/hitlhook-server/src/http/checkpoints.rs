@@ -67,11 +67,9 @@ async fn get_checkpoint(
         if cp.status != CheckpointStatus::Pending || Instant::now() >= deadline {
             return Ok(axum::Json(CheckpointOut::from(&cp)));
         }
-        // With several nodes a decision may land on another one; re-read periodically there.
-        let recheck = state.recheck_interval.unwrap_or(wait);
         tokio::select! {
             () = &mut notified => {}
-            () = tokio::time::sleep_until(deadline.min(Instant::now() + recheck)) => {}
+            () = tokio::time::sleep_until(deadline) => {}
             () = state.shutdown.cancelled() => {
                 let cp = state.store.get_checkpoint(&id).await?.ok_or_else(missing)?;
                 return Ok(axum::Json(CheckpointOut::from(&cp)));
@@ -161,7 +159,7 @@ async fn create_decision(
     decide(&state, &caller, &id, decision).await
 }
 
-/// Applies a decision from the API and wakes everyone waiting on what it closed.
+/// Applies a decision from the API; the change feed then wakes everyone waiting on what it closed.
 async fn decide(
     state: &AppState,
     caller: &Caller,
@@ -180,11 +178,7 @@ async fn decide(
         .decide(id, request, &caller.label(), Timestamp::now())
         .await?;
     match outcome {
-        DecideOutcome::Decided {
-            checkpoint,
-            cancelled,
-            ..
-        } => {
+        DecideOutcome::Decided { checkpoint, .. } => {
             let decision = checkpoint.decision.as_ref();
             metrics::counter!(
                 "hitlhook_decisions_total",
@@ -193,8 +187,7 @@ async fn decide(
             )
             .increment(1);
             tracing::info!(checkpoint_id = %checkpoint.id, action = ?decision.map(|d| d.action), by = ?decision.map(|d| &d.decided_by), "checkpoint decided");
-            state.waiters.wake(&checkpoint.id);
-            cancelled.iter().for_each(|cp| state.waiters.wake(&cp.id));
+            state.hub.committed();
             Ok(axum::Json(CheckpointOut::from(&checkpoint)))
         }
         DecideOutcome::Unchanged(checkpoint) => Ok(axum::Json(CheckpointOut::from(&checkpoint))),

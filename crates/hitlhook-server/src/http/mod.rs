@@ -10,7 +10,7 @@ pub mod ingest;
 pub mod keys;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
@@ -23,6 +23,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::hub::Hub;
 use crate::ingest::Ingestor;
 use crate::security::signature::SigningKeys;
 use crate::waiters::Waiters;
@@ -37,8 +38,8 @@ pub struct AppState {
     /// SHA-256 hex of `WEBHOOK_API_KEY`, when set.
     pub admin_key_hash: Option<Arc<str>>,
     pub config: Arc<Config>,
-    /// Re-read interval for long-polls when decisions may land on another node (PostgreSQL).
-    pub recheck_interval: Option<Duration>,
+    /// The change feed: call `committed()` after every write.
+    pub hub: Arc<Hub>,
     pub shutdown: CancellationToken,
 }
 
