@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it:
+#   1. Rust: unit tests, the store contract and the HTTP API tests, on SQLite and PostgreSQL;
+#   2. the Python SDK against the real server binary and the real crewai package.
+# Peers the tests need (PostgreSQL) are started if installed; see scripts/ensure-postgres.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/ensure-postgres.sh
+
+echo "==> building"
+cargo build --bins
+
+echo "==> Rust tests"
+cargo test --workspace
+
+echo "==> Python SDK tests (real server, real crewai)"
+HITLHOOK_BIN="$PWD/target/debug/hitlhook" sdk/python/run-tests.sh
+
+echo "==> all tests passed"
