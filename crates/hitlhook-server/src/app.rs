@@ -33,9 +33,6 @@ impl App {
     /// the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         crate::telemetry::metrics();
-        let mut first_run = FirstRun::default();
-        let secrets = bootstrap::ensure_secrets(&config, &mut first_run)?;
-        let keys = SigningKeys::new(&secrets).map_err(anyhow::Error::msg)?;
         let url = config.database_url();
         let store = hitlhook_store::connect(&url).await.with_context(|| {
             format!("opening the database {}", hitlhook_store::redact_url(&url))
@@ -46,6 +43,11 @@ impl App {
                 .await
                 .context("running database migrations")?;
         }
+        // Credentials are generated only once the database works, so a failed start leaves
+        // nothing behind.
+        let mut first_run = FirstRun::default();
+        let secrets = bootstrap::ensure_secrets(&config, &mut first_run)?;
+        let keys = SigningKeys::new(&secrets).map_err(anyhow::Error::msg)?;
         bootstrap::ensure_admin_key(&config, store.as_ref(), &mut first_run).await?;
         let listener = TcpListener::bind(&config.bind).await.with_context(|| {
             format!("binding {} (is another server running there?)", config.bind)

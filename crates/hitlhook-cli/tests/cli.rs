@@ -1,0 +1,286 @@
+//! The real `hitlhook` binary, as an operator uses it: first run, restart, keys, sign, config.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_hitlhook");
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("hitlhook-cli-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Dir(dir)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A command with a clean environment (no WEBHOOK_* from the caller, no .env) in `dir`.
+fn hitlhook(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .current_dir(dir);
+    cmd
+}
+
+struct Server {
+    child: Child,
+    base: String,
+    stdout: Vec<String>,
+}
+
+impl Server {
+    fn start(dir: &Path, envs: &[(&str, &str)]) -> Server {
+        let mut cmd = hitlhook(dir);
+        cmd.args(["serve", "--bind", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn hitlhook serve");
+        let reader = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut stdout = Vec::new();
+        for line in reader.lines() {
+            let line = line.expect("line");
+            let done = line.starts_with("listening on ");
+            stdout.push(line);
+            if done {
+                break;
+            }
+        }
+        let base = stdout
+            .last()
+            .and_then(|l| l.strip_prefix("listening on "))
+            .expect("listening line")
+            .to_owned();
+        Server {
+            child,
+            base,
+            stdout,
+        }
+    }
+
+    fn banner_value(&self, after: &str) -> Option<String> {
+        let i = self.stdout.iter().position(|l| l.contains(after))?;
+        self.stdout
+            .get(i + 1)
+            .map(|l| l.trim().trim_start_matches("WEBHOOK_SECRET=").to_owned())
+    }
+
+    /// SIGTERM, then the exit status must be success (graceful shutdown).
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .expect("kill")
+                .success()
+        );
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().expect("run hitlhook");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn first_run_generates_credentials_once_and_they_survive_restarts() {
+    let dir = Dir::new();
+    let server = Server::start(&dir.0, &[]);
+    let secret = server
+        .banner_value("Webhook signing secret")
+        .expect("secret shown");
+    let key = server.banner_value("Admin API key").expect("key shown");
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    assert!(key.starts_with("hhk_"), "{key}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.0.join("hitlhook-data/webhook-secret"))
+            .expect("secret file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the secret file is private");
+    }
+    let http = client();
+    let unauthenticated = http
+        .get(format!("{}/v1/checkpoints", server.base))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(unauthenticated.status(), 401, "never runs unauthenticated");
+    let ok = http
+        .get(format!("{}/v1/checkpoints", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(ok.status(), 200);
+
+    // An event signed by `hitlhook sign` with the generated secret is accepted.
+    let body = r#"{"event_type":"checkpoint.required","checkpoint_id":"cli-1","checkpoint_name":"review","context":{}}"#;
+    std::fs::write(dir.0.join("body.json"), body).expect("write body");
+    let (ok_sign, headers, _) = run(hitlhook(&dir.0).args(["sign", "body.json"]));
+    assert!(ok_sign);
+    let mut request = http
+        .post(format!("{}/webhook/crewai", server.base))
+        .header("content-type", "application/json")
+        .body(body);
+    for line in headers.lines() {
+        let (name, value) = line.split_once(": ").expect("header line");
+        request = request.header(name, value);
+    }
+    assert_eq!(request.send().await.expect("req").status(), 200);
+    server.stop();
+
+    let again = Server::start(&dir.0, &[]);
+    assert!(
+        again.banner_value("Webhook signing secret").is_none(),
+        "credentials are shown only once"
+    );
+    assert!(again.banner_value("Admin API key").is_none());
+    let cp = http
+        .get(format!("{}/webhook/checkpoint/cli-1", again.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(cp.status(), 200, "key and checkpoint survived the restart");
+    again.stop();
+}
+
+#[tokio::test]
+async fn keys_are_created_listed_and_revoked_from_the_cli() {
+    let dir = Dir::new();
+    let (ok, key, _) =
+        run(hitlhook(&dir.0).args(["keys", "create", "--name", "alice", "--scope", "reviewer"]));
+    assert!(ok);
+    let key = key.trim().to_owned();
+    assert!(
+        key.starts_with("hhk_") && !key.contains('\n'),
+        "stdout is only the key: {key:?}"
+    );
+    let (ok, list, _) = run(hitlhook(&dir.0).args(["keys", "list"]));
+    assert!(ok && list.contains("alice") && list.contains("reviewer"));
+    assert!(!list.contains(&key), "listings never show the key");
+    let (dup_ok, _, dup_err) = run(hitlhook(&dir.0).args(["keys", "create", "--name", "alice"]));
+    assert!(!dup_ok && dup_err.contains("revoke it first"), "{dup_err}");
+    let (bad_ok, _, bad_err) =
+        run(hitlhook(&dir.0).args(["keys", "create", "--name", "bob", "--scope", "root"]));
+    assert!(
+        !bad_ok && bad_err.contains("ingest, reviewer or admin"),
+        "{bad_err}"
+    );
+
+    let server = Server::start(&dir.0, &[("WEBHOOK_SECRET", "s3cret")]);
+    let http = client();
+    let url = format!("{}/v1/checkpoints", server.base);
+    assert_eq!(
+        http.get(&url)
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("req")
+            .status(),
+        200
+    );
+    let (ok, _, _) = run(hitlhook(&dir.0).args(["keys", "revoke", "alice"]));
+    assert!(ok);
+    assert_eq!(
+        http.get(&url)
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("req")
+            .status(),
+        401,
+        "revoked at once"
+    );
+    let (missing_ok, _, missing_err) = run(hitlhook(&dir.0).args(["keys", "revoke", "alice"]));
+    assert!(
+        !missing_ok && missing_err.contains("no active key"),
+        "{missing_err}"
+    );
+    server.stop();
+}
+
+#[test]
+fn config_redacts_secrets() {
+    let dir = Dir::new();
+    let (ok, out, _) = run(hitlhook(&dir.0).arg("config").envs([
+        (
+            "WEBHOOK_SECRET",
+            "topsecretvalue,whsec_b2xkLXNlY3JldC1mb3Itcm90YXRpb24=",
+        ),
+        ("WEBHOOK_API_KEY", "adminkeyvalue"),
+        ("DATABASE_URL", "postgres://app:dbpassword@db.internal/hitl"),
+    ]));
+    assert!(ok);
+    for secret in [
+        "topsecretvalue",
+        "b2xkLXNlY3JldC1mb3Itcm90YXRpb24",
+        "adminkeyvalue",
+        "dbpassword",
+    ] {
+        assert!(!out.contains(secret), "{secret} leaked in:\n{out}");
+    }
+    assert!(
+        out.contains("DATABASE_URL=postgres://app:***@db.internal/hitl"),
+        "{out}"
+    );
+    assert!(out.contains("whsec_…"), "{out}");
+}
+
+#[test]
+fn errors_say_how_to_fix_them() {
+    let dir = Dir::new();
+    let (ok, _, err) = run(hitlhook(&dir.0)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("DATABASE_URL", "mysql://x"));
+    assert!(
+        !ok && err.contains("sqlite://PATH") && err.contains("postgres://"),
+        "{err}"
+    );
+    let (ok, _, err) = run(hitlhook(&dir.0).args(["sign", "missing.json"]));
+    assert!(!ok && err.contains("missing.json"), "{err}");
+    let (ok, _, err) = run(hitlhook(&dir.0).arg("sign").arg("-").stdin(Stdio::null()));
+    assert!(!ok && err.contains("WEBHOOK_SECRET"), "{err}");
+    let (ok, help, _) = run(hitlhook(&dir.0).arg("--help"));
+    assert!(
+        ok && help.contains("Quick start") && help.contains("keys"),
+        "{help}"
+    );
+}
