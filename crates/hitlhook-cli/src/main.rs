@@ -2,6 +2,7 @@
 //! needs around it. Settings come from flags, the environment and a `.env` file in the current
 //! directory (flags win, then the environment, then `.env`).
 
+mod bench;
 mod commands;
 
 use std::process::ExitCode;
@@ -54,6 +55,9 @@ enum Command {
     Sign(commands::SignArgs),
     /// Print the effective configuration, secrets redacted.
     Config(Config),
+    /// Benchmarks against a running server (see BENCHMARKS.md and scripts/bench.sh).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
             Command::Keys { config, action } => commands::keys(config, action).await,
             Command::Sign(args) => commands::sign(args),
             Command::Config(config) => commands::print_config(&config),
+            Command::Bench(command) => bench::run(command).await,
         }
     });
     match result {

@@ -284,3 +284,69 @@ fn errors_say_how_to_fix_them() {
         "{help}"
     );
 }
+
+/// A quick run of every benchmark scenario, so the benchmark program cannot rot.
+#[tokio::test]
+async fn benchmark_program_smoke_run() {
+    let dir = Dir::new();
+    let envs = [
+        ("WEBHOOK_SECRET", "bench-secret"),
+        ("WEBHOOK_API_KEY", "bench-key"),
+    ];
+    let server = Server::start(&dir.0, &envs);
+    let bench = |args: &[&str]| {
+        let (ok, out, err) = run(hitlhook(&dir.0).arg("bench").args(args).envs(envs));
+        assert!(ok, "bench {args:?} failed: {err}");
+        serde_json::from_str::<serde_json::Value>(&out).expect("bench prints JSON")
+    };
+    let ingest = bench(&[
+        "ingest",
+        "--url",
+        &server.base,
+        "--connections",
+        "4",
+        "--seconds",
+        "0.5",
+        "--warmup",
+        "0",
+        "--mix",
+        "mixed",
+    ]);
+    assert!(ingest["requests"].as_u64().unwrap_or(0) > 10, "{ingest}");
+    assert_eq!(ingest["errors"], 0, "{ingest}");
+    assert!(ingest["latency"]["p99_ms"].as_f64().unwrap_or(0.0) > 0.0);
+    let wake = bench(&["wake", "--url", &server.base, "--waiters", "5"]);
+    assert_eq!(wake["wake_after_decision"]["samples"], 5, "{wake}");
+    server.stop();
+
+    let mut ceiling = hitlhook(&dir.0);
+    ceiling
+        .args(["bench", "ceiling", "--bind", "127.0.0.1:0"])
+        .envs(envs)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = ceiling.spawn().expect("ceiling");
+    let line = BufReader::new(child.stdout.take().expect("stdout"))
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("listening on "))
+        .expect("listening");
+    let url = line.trim_start_matches("listening on ").to_owned();
+    let report = bench(&[
+        "ingest",
+        "--url",
+        &url,
+        "--connections",
+        "2",
+        "--seconds",
+        "0.3",
+        "--warmup",
+        "0",
+    ]);
+    assert!(
+        report["requests"].as_u64().unwrap_or(0) > 10 && report["errors"] == 0,
+        "{report}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

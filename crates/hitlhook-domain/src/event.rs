@@ -32,17 +32,19 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Reads a type name: the seed's dotted names, and CrewAI's event-bus names (as AMP streams
+    /// them) for the same moments, so `crew_kickoff_completed` completes an execution too.
     #[must_use]
     pub fn parse(name: &str) -> Self {
         match name {
-            "task.started" => EventKind::TaskStarted,
-            "task.completed" => EventKind::TaskCompleted,
-            "task.failed" => EventKind::TaskFailed,
+            "task.started" | "task_started" => EventKind::TaskStarted,
+            "task.completed" | "task_completed" => EventKind::TaskCompleted,
+            "task.failed" | "task_failed" => EventKind::TaskFailed,
             "step.started" => EventKind::StepStarted,
             "step.completed" => EventKind::StepCompleted,
-            "crew.started" => EventKind::CrewStarted,
-            "crew.completed" => EventKind::CrewCompleted,
-            "crew.failed" => EventKind::CrewFailed,
+            "crew.started" | "crew_kickoff_started" => EventKind::CrewStarted,
+            "crew.completed" | "crew_kickoff_completed" => EventKind::CrewCompleted,
+            "crew.failed" | "crew_kickoff_failed" => EventKind::CrewFailed,
             "checkpoint.required" => EventKind::CheckpointRequired,
             "checkpoint.decided" => EventKind::CheckpointDecided,
             "checkpoint.expired" => EventKind::CheckpointExpired,
@@ -125,7 +127,10 @@ pub enum EnvelopeError {
 /// One incoming event, parsed from the raw body without copying the large parts.
 #[derive(Debug, Clone)]
 pub struct EventEnvelope {
+    /// What the event means to hitlhook.
     pub kind: EventKind,
+    /// The type name exactly as sent (stored; `kind` may be an alias of it).
+    pub event_type: String,
     pub event_id: Option<String>,
     pub kickoff_id: Option<String>,
     /// The sender's own timestamp, if it gave one.
@@ -138,7 +143,7 @@ pub struct EventEnvelope {
 struct Wire<'a> {
     #[serde(borrow, alias = "type")]
     event_type: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, alias = "id")]
     event_id: Option<Cow<'a, str>>,
     #[serde(borrow, alias = "execution_id")]
     kickoff_id: Option<Cow<'a, str>>,
@@ -251,11 +256,88 @@ impl EventEnvelope {
         };
         Ok(EventEnvelope {
             kind,
+            event_type: event_type.into_owned(),
             event_id: wire.event_id.map(Cow::into_owned),
             kickoff_id: wire.kickoff_id.map(Cow::into_owned),
             occurred_at,
             checkpoint,
         })
+    }
+}
+
+/// One event of a CrewAI AMP event-stream batch.
+#[derive(Debug, Clone)]
+pub struct BatchEvent {
+    pub envelope: EventEnvelope,
+    /// The event's own JSON text, stored verbatim.
+    pub payload: String,
+}
+
+/// A request body: one event, or an AMP event-stream batch `{"events": [...]}`.
+#[derive(Debug, Clone)]
+pub enum Incoming {
+    Single(Box<EventEnvelope>),
+    Batch(Vec<BatchEvent>),
+}
+
+#[derive(Deserialize)]
+struct BatchWire<'a> {
+    #[serde(borrow)]
+    events: Option<Vec<&'a RawValue>>,
+    event_type: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "type")]
+    type_name: Option<serde::de::IgnoredAny>,
+}
+
+/// Most events accepted in one batch request.
+pub const MAX_BATCH_EVENTS: usize = 1000;
+
+impl Incoming {
+    /// Reads a body as a batch when it is an object with an `events` array and no event type of
+    /// its own, otherwise as one event. Batch events are deduplicated by `id` (the first wins)
+    /// and ordered by `timestamp` (AMP does not guarantee delivery order); events without a
+    /// timestamp keep their place after the timestamped ones.
+    pub fn parse(body: &[u8]) -> Result<Self, EnvelopeError> {
+        let probe: Option<BatchWire<'_>> = serde_json::from_slice(body).ok();
+        let Some(BatchWire {
+            events: Some(events),
+            event_type: None,
+            type_name: None,
+        }) = probe
+        else {
+            return EventEnvelope::parse(body).map(|e| Incoming::Single(Box::new(e)));
+        };
+        if events.is_empty() {
+            return Err(schema("events", "must hold at least one event"));
+        }
+        if events.len() > MAX_BATCH_EVENTS {
+            return Err(schema(
+                "events",
+                format!("at most {MAX_BATCH_EVENTS} events per request"),
+            ));
+        }
+        let mut parsed: Vec<BatchEvent> = Vec::with_capacity(events.len());
+        for (i, raw) in events.iter().enumerate() {
+            let envelope = EventEnvelope::parse(raw.get().as_bytes()).map_err(|e| match e {
+                EnvelopeError::Schema { path, message } => {
+                    schema(&format!("events[{i}].{path}"), message)
+                }
+                EnvelopeError::Syntax { message, .. } => schema(&format!("events[{i}]"), message),
+            })?;
+            let duplicate = envelope.event_id.is_some()
+                && parsed
+                    .iter()
+                    .any(|p| p.envelope.event_id == envelope.event_id);
+            if !duplicate {
+                parsed.push(BatchEvent {
+                    envelope,
+                    payload: raw.get().to_owned(),
+                });
+            }
+        }
+        // Stable sort: equal or missing timestamps keep the sender's order.
+        parsed.sort_by_key(|e| e.envelope.occurred_at.map_or(i64::MAX, Timestamp::millis));
+        Ok(Incoming::Batch(parsed))
     }
 }
 
@@ -320,6 +402,54 @@ mod tests {
             };
             assert_eq!(&got, want, "body {}", String::from_utf8_lossy(body));
         }
+    }
+
+    #[test]
+    fn amp_batches_are_deduplicated_and_ordered() {
+        let body = br#"{"events": [
+            {"id": "b", "execution_id": "k", "timestamp": "2025-02-16T10:58:45+00:00", "type": "task_completed", "data": {}},
+            {"id": "a", "execution_id": "k", "timestamp": "2025-02-16T10:58:44.965Z", "type": "crew_kickoff_started", "data": {"x": 1}},
+            {"id": "b", "execution_id": "k", "timestamp": "2025-02-16T10:58:46", "type": "task_completed", "data": {}},
+            {"id": "c", "execution_id": "k", "timestamp": "2025-02-16T10:58:46", "type": "my_custom_event", "data": {}}
+        ]}"#;
+        let Ok(Incoming::Batch(events)) = Incoming::parse(body) else {
+            panic!("a batch")
+        };
+        let ids: Vec<_> = events
+            .iter()
+            .map(|e| e.envelope.event_id.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(events[0].envelope.kind, EventKind::CrewStarted);
+        assert_eq!(events[0].envelope.event_type, "crew_kickoff_started");
+        assert_eq!(events[0].envelope.kickoff_id.as_deref(), Some("k"));
+        assert_eq!(
+            events[2].envelope.kind,
+            EventKind::Other("my_custom_event".into())
+        );
+        assert!(events[0].payload.contains(r#""x": 1"#));
+    }
+
+    #[test]
+    fn batch_errors_name_the_event() {
+        let cases: &[(&[u8], &str)] = &[
+            (br#"{"events": []}"#, "events"),
+            (br#"{"events": [{"id": "a"}]}"#, "events[0].event_type"),
+            (
+                br#"{"events": [{"type": "x", "timestamp": "noon"}]}"#,
+                "events[0].timestamp",
+            ),
+        ];
+        for (body, want) in cases {
+            match Incoming::parse(body) {
+                Err(EnvelopeError::Schema { path, .. }) => assert_eq!(&path, want),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(
+            Incoming::parse(br#"{"event_type": "x", "events": []}"#),
+            Ok(Incoming::Single(_))
+        ));
     }
 
     #[test]

@@ -15,6 +15,6 @@ pub use checkpoint::{
     Checkpoint, CheckpointSpec, CheckpointStatus, DecideError, Decided, Decision, DecisionRequest,
     SpecError,
 };
-pub use event::{EnvelopeError, EventEnvelope, EventIdentity, EventKind};
+pub use event::{BatchEvent, EnvelopeError, EventEnvelope, EventIdentity, EventKind, Incoming};
 pub use execution::{CheckpointClosed, Effects, Execution, ExecutionStatus};
 pub use time::Timestamp;

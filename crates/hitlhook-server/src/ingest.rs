@@ -1,7 +1,8 @@
 //! The ingest write path with group commit: handlers hand authenticated events to one writer
-//! task, which takes everything queued (up to a batch limit) and commits it in a single
+//! task, which takes every request queued (up to a batch limit) and commits them in a single
 //! transaction. Under load many requests share one fsync; alone, a request commits at once.
-//! A handler answers only after its batch has committed, so every 2xx is durable.
+//! A handler answers only after its batch has committed, so every 2xx is durable. A request's
+//! events (one, or an AMP batch) always go into the same transaction.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,43 +13,49 @@ use tracing::error;
 
 use crate::hub::Hub;
 
-/// Most events written in one transaction.
+/// Events written in one transaction, at most (a larger single request still goes alone).
 pub const MAX_BATCH: usize = 256;
-/// Events queued before senders wait (backpressure instead of unbounded memory).
+/// Requests queued before senders wait (backpressure instead of unbounded memory).
 const QUEUE_DEPTH: usize = 8192;
 
-type Reply = oneshot::Sender<Result<IngestOutcome, Arc<StoreError>>>;
+type Reply = oneshot::Sender<Result<Vec<IngestOutcome>, Arc<StoreError>>>;
 
 /// A handle to the writer task. Cheap to clone.
 #[derive(Clone)]
 pub struct Ingestor {
-    queue: mpsc::Sender<(IngestItem, Reply)>,
+    queue: mpsc::Sender<(Vec<IngestItem>, Reply)>,
     queued: Arc<AtomicUsize>,
 }
 
 impl Ingestor {
     /// Starts the writer task. It ends when every `Ingestor` handle is dropped, after draining.
     pub fn spawn(store: Arc<dyn Store>, hub: Arc<Hub>) -> Self {
-        let (queue, mut rx) = mpsc::channel::<(IngestItem, Reply)>(QUEUE_DEPTH);
+        let (queue, mut rx) = mpsc::channel::<(Vec<IngestItem>, Reply)>(QUEUE_DEPTH);
         let queued = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&queued);
         tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(MAX_BATCH);
-            while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-                counter.fetch_sub(batch.len(), Ordering::Relaxed);
-                metrics::histogram!("hitlhook_ingest_batch_size").record(batch.len() as f64);
-                let (items, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
+            let mut requests = Vec::with_capacity(MAX_BATCH);
+            while rx.recv_many(&mut requests, MAX_BATCH).await > 0 {
+                let mut items = Vec::new();
+                let mut replies = Vec::with_capacity(requests.len());
+                for (request_items, reply) in requests.drain(..) {
+                    replies.push((request_items.len(), reply));
+                    items.extend(request_items);
+                }
+                counter.fetch_sub(items.len(), Ordering::Relaxed);
+                metrics::histogram!("hitlhook_ingest_batch_size").record(items.len() as f64);
                 match store.ingest(items).await {
                     Ok(outcomes) => {
                         hub.committed();
-                        for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                            let _ = reply.send(Ok(outcome));
+                        let mut outcomes = outcomes.into_iter();
+                        for (count, reply) in replies {
+                            let _ = reply.send(Ok(outcomes.by_ref().take(count).collect()));
                         }
                     }
                     Err(e) => {
                         error!(error = ?e, "ingest batch failed; nothing in it was stored");
                         let e = Arc::new(e);
-                        for reply in replies {
+                        for (_, reply) in replies {
                             let _ = reply.send(Err(Arc::clone(&e)));
                         }
                     }
@@ -58,12 +65,17 @@ impl Ingestor {
         Ingestor { queue, queued }
     }
 
-    /// Queues one event and waits for its batch to commit.
-    pub async fn submit(&self, item: IngestItem) -> Result<IngestOutcome, Arc<StoreError>> {
+    /// Queues one request's events and waits for the transaction that holds them to commit.
+    /// Outcomes come back in the same order as `items`.
+    pub async fn submit(
+        &self,
+        items: Vec<IngestItem>,
+    ) -> Result<Vec<IngestOutcome>, Arc<StoreError>> {
+        let count = items.len();
         let (tx, rx) = oneshot::channel();
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        if self.queue.send((item, tx)).await.is_err() {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
+        self.queued.fetch_add(count, Ordering::Relaxed);
+        if self.queue.send((items, tx)).await.is_err() {
+            self.queued.fetch_sub(count, Ordering::Relaxed);
             return Err(Arc::new(StoreError::Corrupt(
                 "the ingest writer has stopped".into(),
             )));

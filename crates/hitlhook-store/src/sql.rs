@@ -415,7 +415,7 @@ async fn ingest_one(c: &mut AnyConnection, item: &IngestItem) -> StoreResult<Ste
     let checkpoint_id = created.as_ref().map(|cp| cp.id.clone());
     let event = NewEvent {
         key: &item.identity.0,
-        event_type: env.kind.as_str(),
+        event_type: &env.event_type,
         kickoff_id: env.kickoff_id.as_deref(),
         checkpoint_id: checkpoint_id.as_deref(),
         source: &item.source,
@@ -452,7 +452,7 @@ async fn ingest_one(c: &mut AnyConnection, item: &IngestItem) -> StoreResult<Ste
     let receipt = Receipt {
         seq,
         identity: item.identity.0.clone(),
-        event_type: env.kind.as_str().to_owned(),
+        event_type: env.event_type.clone(),
         kickoff_id: env.kickoff_id.clone(),
         checkpoint_id,
     };

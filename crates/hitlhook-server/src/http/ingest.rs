@@ -1,6 +1,7 @@
-//! `POST /webhook/crewai`: receive one signed event. Order of checks: size (413), authentication
-//! over the raw bytes (401/403), content type (415), JSON (400/422); then the event is committed
-//! through the group-commit writer before the 2xx.
+//! `POST /webhook/crewai`: receive one signed event, or a CrewAI AMP event-stream batch
+//! `{"events": [...]}`. Order of checks: size (413), authentication over the raw bytes (401/403),
+//! content type (415), JSON (400/422); then the request's events are committed together through
+//! the group-commit writer before the 2xx.
 
 use axum::Router;
 use axum::body::Body;
@@ -8,8 +9,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use hitlhook_domain::{EnvelopeError, EventEnvelope, EventIdentity, Scope, Timestamp};
+use hitlhook_domain::{EnvelopeError, EventEnvelope, EventIdentity, Incoming, Scope, Timestamp};
 use hitlhook_store::{IngestItem, IngestOutcome, IngestRejection};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, ApiResult};
@@ -25,19 +27,15 @@ pub fn router() -> Router<AppState> {
 
 async fn receive_event(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let result = ingest(&state, &headers, body).await;
-    let outcome = match &result {
-        Ok((_, replayed)) if *replayed => "duplicate",
-        Ok(_) => "accepted",
-        Err(_) => "refused",
-    };
-    let reason = match &result {
-        Ok(_) => "ok".to_owned(),
-        Err(e) => e.code().to_owned(),
+    let (outcome, reason) = match &result {
+        Ok(Answer::Single { replayed: true, .. }) => ("duplicate", "ok"),
+        Ok(_) => ("accepted", "ok"),
+        Err(e) => ("refused", e.code()),
     };
     metrics::counter!("hitlhook_ingest_total", "outcome" => outcome, "reason" => reason)
         .increment(1);
     match result {
-        Ok((receipt, replayed)) => {
+        Ok(Answer::Single { receipt, replayed }) => {
             let mut response = (StatusCode::OK, axum::Json(receipt)).into_response();
             if replayed {
                 response
@@ -46,8 +44,35 @@ async fn receive_event(State(state): State<AppState>, headers: HeaderMap, body: 
             }
             response
         }
+        Ok(Answer::Batch(batch)) => (StatusCode::OK, axum::Json(batch)).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// What a successful request is told.
+enum Answer {
+    Single { receipt: ReceiptOut, replayed: bool },
+    Batch(BatchOut),
+}
+
+/// The answer to an AMP event-stream batch: one entry per event, in stored order.
+#[derive(Debug, Serialize)]
+struct BatchOut {
+    status: &'static str,
+    received: usize,
+    accepted: usize,
+    duplicates: usize,
+    events: Vec<BatchItemOut>,
+}
+
+#[derive(Debug, Serialize)]
+struct BatchItemOut {
+    /// `accepted`, `duplicate` or `rejected`.
+    result: &'static str,
+    #[serde(flatten)]
+    receipt: Option<ReceiptOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 /// Authenticates the sender: a valid signature in any accepted scheme, or an API key.
@@ -96,15 +121,8 @@ fn identity(headers: &HeaderMap, envelope: &EventEnvelope, body: &[u8]) -> Event
     EventIdentity::from_body_hash(&hex::encode(Sha256::digest(body)))
 }
 
-async fn ingest(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-) -> ApiResult<(ReceiptOut, bool)> {
-    let bytes = read_body(headers, body, state.config.max_body_bytes).await?;
-    let source = authenticate(state, headers, &bytes).await?;
-    require_json(headers)?;
-    let envelope = EventEnvelope::parse(&bytes).map_err(|e| match e {
+fn envelope_error(e: EnvelopeError) -> ApiError {
+    match e {
         EnvelopeError::Syntax {
             line,
             column,
@@ -117,41 +135,116 @@ async fn ingest(
         EnvelopeError::Schema { path, message } => {
             ApiError::unprocessable("invalid_event", format!("{path}: {message}"))
         }
-    })?;
+    }
+}
+
+fn rejection(r: IngestRejection) -> ApiError {
+    match r {
+        IngestRejection::InvalidCheckpoint(e) => {
+            ApiError::unprocessable("invalid_event", e.to_string())
+        }
+        IngestRejection::CheckpointConflict(id) => ApiError::Conflict {
+            code: "checkpoint_conflict",
+            detail: format!(
+                "checkpoint {id:?} already exists with a different name, kickoff_id or context; use a new checkpoint_id"
+            ),
+            extra: serde_json::Map::new(),
+        },
+        IngestRejection::Failed(message) => {
+            ApiError::Internal(anyhow::anyhow!("storing the event failed: {message}"))
+        }
+    }
+}
+
+async fn ingest(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Answer> {
+    let bytes = read_body(headers, body, state.config.max_body_bytes).await?;
+    let source = authenticate(state, headers, &bytes).await?;
+    require_json(headers)?;
+    let incoming = Incoming::parse(&bytes).map_err(envelope_error)?;
     let payload = String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::MalformedJson {
         line: 1,
         column: 1,
         message: "the body is not valid UTF-8".into(),
     })?;
-    let item = IngestItem {
-        identity: identity(headers, &envelope, &bytes),
-        envelope,
-        payload,
-        source,
-        received_at: Timestamp::now(),
+    let received_at = Timestamp::now();
+    let single = matches!(incoming, Incoming::Single(_));
+    let items = match incoming {
+        Incoming::Single(envelope) => vec![IngestItem {
+            identity: identity(headers, &envelope, &bytes),
+            envelope: *envelope,
+            payload,
+            source,
+            received_at,
+        }],
+        Incoming::Batch(events) => events
+            .into_iter()
+            .map(|e| IngestItem {
+                // A batch shares one webhook-id; each event is identified on its own.
+                identity: match &e.envelope.event_id {
+                    Some(id) => EventIdentity::from_event_id(id),
+                    None => EventIdentity::from_body_hash(&hex::encode(Sha256::digest(
+                        e.payload.as_bytes(),
+                    ))),
+                },
+                envelope: e.envelope,
+                payload: e.payload,
+                source: source.clone(),
+                received_at,
+            })
+            .collect(),
     };
-    let outcome = state
+    let outcomes = state
         .ingestor
-        .submit(item)
+        .submit(items)
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("storing the event failed: {e}")))?;
-    match outcome {
-        IngestOutcome::Accepted { receipt, .. } => Ok((ReceiptOut::from(&receipt), false)),
-        IngestOutcome::Duplicate(receipt) => Ok((ReceiptOut::from(&receipt), true)),
-        IngestOutcome::Rejected(IngestRejection::InvalidCheckpoint(e)) => {
-            Err(ApiError::unprocessable("invalid_event", e.to_string()))
-        }
-        IngestOutcome::Rejected(IngestRejection::CheckpointConflict(id)) => {
-            Err(ApiError::Conflict {
-                code: "checkpoint_conflict",
-                detail: format!(
-                    "checkpoint {id:?} already exists with a different name, kickoff_id or context; use a new checkpoint_id"
-                ),
-                extra: serde_json::Map::new(),
-            })
-        }
-        IngestOutcome::Rejected(IngestRejection::Failed(message)) => Err(ApiError::Internal(
-            anyhow::anyhow!("storing the event failed: {message}"),
-        )),
+    if single {
+        return match outcomes.into_iter().next() {
+            Some(IngestOutcome::Accepted { receipt, .. }) => Ok(Answer::Single {
+                receipt: ReceiptOut::from(&receipt),
+                replayed: false,
+            }),
+            Some(IngestOutcome::Duplicate(receipt)) => Ok(Answer::Single {
+                receipt: ReceiptOut::from(&receipt),
+                replayed: true,
+            }),
+            Some(IngestOutcome::Rejected(r)) => Err(rejection(r)),
+            None => Err(ApiError::Internal(anyhow::anyhow!(
+                "the writer returned no outcome"
+            ))),
+        };
     }
+    let mut out = BatchOut {
+        status: "accepted",
+        received: outcomes.len(),
+        accepted: 0,
+        duplicates: 0,
+        events: Vec::new(),
+    };
+    for outcome in outcomes {
+        out.events.push(match outcome {
+            IngestOutcome::Accepted { receipt, .. } => {
+                out.accepted += 1;
+                BatchItemOut {
+                    result: "accepted",
+                    receipt: Some(ReceiptOut::from(&receipt)),
+                    error: None,
+                }
+            }
+            IngestOutcome::Duplicate(receipt) => {
+                out.duplicates += 1;
+                BatchItemOut {
+                    result: "duplicate",
+                    receipt: Some(ReceiptOut::from(&receipt)),
+                    error: None,
+                }
+            }
+            IngestOutcome::Rejected(r) => BatchItemOut {
+                result: "rejected",
+                receipt: None,
+                error: Some(r.to_string()),
+            },
+        });
+    }
+    Ok(Answer::Batch(out))
 }

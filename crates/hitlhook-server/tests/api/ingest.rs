@@ -452,3 +452,99 @@ async fn concurrent_events_are_all_committed_in_order(db: TestDb) {
         .expect("json");
     assert_eq!(status["execution"]["tasks_completed"], 200);
 }
+
+on_both_backends!(amp_event_stream_batches_are_stored_in_order_once);
+
+/// CrewAI AMP streams `{"events": [...]}` batches: deduplicated by `id`, ordered by
+/// `timestamp`, CrewAI's own type names kept and understood.
+async fn amp_event_stream_batches_are_stored_in_order_once(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let key = app.create_key("amp", "ingest").await;
+    let batch = json!({"events": [
+        {"id": "e2", "execution_id": "amp-1", "timestamp": "2025-02-16T10:58:45.100+00:00", "type": "task_started", "data": {"task_name": "research"}},
+        {"id": "e1", "execution_id": "amp-1", "timestamp": "2025-02-16T10:58:44.965Z", "type": "crew_kickoff_started", "data": {"crew_name": "writers"}},
+        {"id": "e3", "execution_id": "amp-1", "timestamp": "2025-02-16T10:58:46", "type": "llm_call_started", "data": {"model": "gpt-4"}},
+        {"id": "e2", "execution_id": "amp-1", "timestamp": "2025-02-16T10:58:45.100Z", "type": "task_started", "data": {}}
+    ]});
+    let send = || {
+        app.client
+            .post(app.url("/webhook/crewai"))
+            .bearer_auth(&key)
+            .json(&batch)
+            .send()
+    };
+    let first: Value = send().await.expect("req").json().await.expect("json");
+    assert_eq!(
+        (first["received"].as_u64(), first["accepted"].as_u64()),
+        (Some(3), Some(3)),
+        "{first}"
+    );
+    let types: Vec<&str> = first["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        types,
+        ["crew_kickoff_started", "task_started", "llm_call_started"],
+        "ordered by timestamp"
+    );
+    let before = app.snapshot().await;
+    let again: Value = send().await.expect("req").json().await.expect("json");
+    assert_eq!(
+        (again["accepted"].as_u64(), again["duplicates"].as_u64()),
+        (Some(0), Some(3))
+    );
+    assert_eq!(
+        app.snapshot().await,
+        before,
+        "a redelivered batch changes nothing"
+    );
+    let status: Value = app
+        .get(ADMIN_KEY, "/webhook/status/amp-1")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["execution"]["tasks_started"], 1);
+    assert_eq!(
+        status["recent_events"][2]["payload"]["data"]["model"],
+        "gpt-4"
+    );
+    let done = json!({"events": [{"id": "e9", "execution_id": "amp-1", "timestamp": "2025-02-16T11:00:00Z", "type": "crew_kickoff_completed", "data": {}}]});
+    app.client
+        .post(app.url("/webhook/crewai"))
+        .bearer_auth(&key)
+        .json(&done)
+        .send()
+        .await
+        .expect("req");
+    let status: Value = app
+        .get(ADMIN_KEY, "/webhook/status/amp-1")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["execution"]["status"], "completed");
+    // A malformed event refuses the whole batch, naming it; nothing is stored.
+    let before = app.snapshot().await;
+    let bad = json!({"events": [{"id": "x1", "type": "task_started"}, {"id": "x2", "timestamp": "noon", "type": "t"}]});
+    let response = app
+        .client
+        .post(app.url("/webhook/crewai"))
+        .bearer_auth(&key)
+        .json(&bad)
+        .send()
+        .await
+        .expect("req");
+    let problem = assert_problem(response, 422, "invalid_event").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("events[1].timestamp"),
+        "{problem}"
+    );
+    assert_eq!(app.snapshot().await, before);
+}
