@@ -80,17 +80,8 @@ async fn authenticate(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Api
     let signed = ["webhook-signature", "x-crewai-signature", "x-signature"]
         .iter()
         .any(|h| headers.contains_key(*h));
-    let key = headers
-        .get("authorization")
-        .or_else(|| headers.get("x-api-key"))
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.trim()
-                .strip_prefix("Bearer ")
-                .or_else(|| v.trim().strip_prefix("bearer "))
-                .unwrap_or(v.trim())
-        });
-    if !signed && let Some(key) = key {
+    // An explicit signature is always checked: a bad one is not rescued by a key.
+    if !signed && let Some(key) = api_key::presented_key(headers) {
         let caller = api_key::authenticate(state, key).await?;
         caller.require(Scope::Ingest, "sending events")?;
         return Ok(caller.label());

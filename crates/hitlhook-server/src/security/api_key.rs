@@ -2,6 +2,7 @@
 //! the SHA-256 of a key is stored; the key itself is shown once, at creation.
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use hitlhook_domain::{Scope, Timestamp};
 use hitlhook_store::{ApiKey, NewApiKey, Store, StoreError};
@@ -82,17 +83,12 @@ impl Caller {
 
 /// Reads the key from `Authorization: Bearer <key>` or `X-API-Key: <key>`.
 #[must_use]
-pub fn presented_key(parts: &Parts) -> Option<&str> {
-    if let Some(value) = parts
-        .headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-    {
+pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
         let (scheme, key) = value.trim().split_once(' ')?;
         return scheme.eq_ignore_ascii_case("bearer").then(|| key.trim());
     }
-    parts
-        .headers
+    headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
@@ -128,7 +124,7 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Some(key) = presented_key(parts) else {
+        let Some(key) = presented_key(&parts.headers) else {
             return Err(ApiError::unauthorized(
                 "unauthorized",
                 "this endpoint needs an API key: send Authorization: Bearer <api key>",
