@@ -2,6 +2,7 @@
 //! (the embedded default) and PostgreSQL (several nodes). Only this crate speaks SQL; the state
 //! transitions themselves come from `hitlhook-domain`, so both backends behave identically.
 
+mod batch;
 mod model;
 mod rows;
 mod sql;

@@ -19,6 +19,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{Acquire, AnyConnection, AnyPool, AssertSqlSafe, Executor};
 use tracing::warn;
 
+use crate::batch;
 use crate::model::*;
 use crate::rows::{self, API_KEY_COLUMNS, CHECKPOINT_COLUMNS, EVENT_COLUMNS, EXECUTION_COLUMNS};
 use crate::{Store, StoreError, StoreResult};
@@ -122,9 +123,11 @@ fn sqlite_url(url: &str) -> StoreResult<String> {
 }
 
 /// A bound parameter of a dynamically built query.
-enum Param {
+pub(crate) enum Param {
     Int(i64),
     Text(String),
+    OptInt(Option<i64>),
+    OptText(Option<String>),
 }
 
 async fn fetch_dynamic(
@@ -137,18 +140,20 @@ async fn fetch_dynamic(
         query = match p {
             Param::Int(v) => query.bind(v),
             Param::Text(v) => query.bind(v),
+            Param::OptInt(v) => query.bind(v),
+            Param::OptText(v) => query.bind(v),
         };
     }
     Ok(query.fetch_all(pool).await?)
 }
 
 /// What to do with an item's savepoint.
-enum Step {
+pub(crate) enum Step {
     Keep(IngestOutcome),
     Discard(IngestOutcome),
 }
 
-fn new_checkpoint_id() -> String {
+pub(crate) fn new_checkpoint_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
@@ -160,7 +165,7 @@ async fn find_receipt(c: &mut AnyConnection, key: &str) -> StoreResult<Option<Re
     row.as_ref().map(rows::receipt).transpose()
 }
 
-async fn receipt_by_seq(c: &mut AnyConnection, seq: i64) -> StoreResult<Receipt> {
+pub(crate) async fn receipt_by_seq(c: &mut AnyConnection, seq: i64) -> StoreResult<Receipt> {
     let row = sqlx::query(
         "select seq, event_key, event_type, kickoff_id, checkpoint_id from events where seq = $1",
     )
@@ -179,7 +184,10 @@ async fn load_checkpoint(c: &mut AnyConnection, id: &str) -> StoreResult<Option<
     row.as_ref().map(rows::checkpoint).transpose()
 }
 
-async fn load_execution(c: &mut AnyConnection, kickoff_id: &str) -> StoreResult<Option<Execution>> {
+pub(crate) async fn load_execution(
+    c: &mut AnyConnection,
+    kickoff_id: &str,
+) -> StoreResult<Option<Execution>> {
     let sql = format!("select {EXECUTION_COLUMNS} from executions where kickoff_id = $1");
     let row = sqlx::query(AssertSqlSafe(sql))
         .bind(kickoff_id)
@@ -293,32 +301,37 @@ async fn close_checkpoint(c: &mut AnyConnection, next: &Checkpoint) -> StoreResu
     Ok(done.rows_affected() == 1)
 }
 
+/// An execution upsert is `HEAD values (...) TAIL`: the first seq is kept from the first insert.
+pub(crate) const EXECUTION_UPSERT_HEAD: &str = "insert into executions (kickoff_id, status, events_total, \
+    tasks_started, tasks_completed, tasks_failed, steps_completed, checkpoints_total, checkpoints_pending, \
+    started_at, updated_at, finished_at, created_seq)";
+pub(crate) const EXECUTION_UPSERT_TAIL: &str = "on conflict (kickoff_id) do update set status = excluded.status, \
+    events_total = excluded.events_total, tasks_started = excluded.tasks_started, \
+    tasks_completed = excluded.tasks_completed, tasks_failed = excluded.tasks_failed, \
+    steps_completed = excluded.steps_completed, checkpoints_total = excluded.checkpoints_total, \
+    checkpoints_pending = excluded.checkpoints_pending, updated_at = excluded.updated_at, \
+    finished_at = excluded.finished_at";
+
 async fn save_execution(c: &mut AnyConnection, ex: &Execution, first_seq: i64) -> StoreResult<()> {
-    sqlx::query(
-        "insert into executions (kickoff_id, status, events_total, tasks_started, tasks_completed, tasks_failed, \
-         steps_completed, checkpoints_total, checkpoints_pending, started_at, updated_at, finished_at, created_seq) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-         on conflict (kickoff_id) do update set status = excluded.status, events_total = excluded.events_total, \
-         tasks_started = excluded.tasks_started, tasks_completed = excluded.tasks_completed, \
-         tasks_failed = excluded.tasks_failed, steps_completed = excluded.steps_completed, \
-         checkpoints_total = excluded.checkpoints_total, checkpoints_pending = excluded.checkpoints_pending, \
-         updated_at = excluded.updated_at, finished_at = excluded.finished_at",
-    )
-    .bind(&ex.kickoff_id)
-    .bind(ex.status.as_str())
-    .bind(ex.events_total)
-    .bind(ex.tasks_started)
-    .bind(ex.tasks_completed)
-    .bind(ex.tasks_failed)
-    .bind(ex.steps_completed)
-    .bind(ex.checkpoints_total)
-    .bind(ex.checkpoints_pending)
-    .bind(ex.started_at.millis())
-    .bind(ex.updated_at.millis())
-    .bind(ex.finished_at.map(Timestamp::millis))
-    .bind(first_seq)
-    .execute(&mut *c)
-    .await?;
+    let sql = format!(
+        "{EXECUTION_UPSERT_HEAD} values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) {EXECUTION_UPSERT_TAIL}"
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(&ex.kickoff_id)
+        .bind(ex.status.as_str())
+        .bind(ex.events_total)
+        .bind(ex.tasks_started)
+        .bind(ex.tasks_completed)
+        .bind(ex.tasks_failed)
+        .bind(ex.steps_completed)
+        .bind(ex.checkpoints_total)
+        .bind(ex.checkpoints_pending)
+        .bind(ex.started_at.millis())
+        .bind(ex.updated_at.millis())
+        .bind(ex.finished_at.map(Timestamp::millis))
+        .bind(first_seq)
+        .execute(&mut *c)
+        .await?;
     Ok(())
 }
 
@@ -382,7 +395,7 @@ async fn cancel_pending(
     Ok(cancelled)
 }
 
-async fn ingest_one(c: &mut AnyConnection, item: &IngestItem) -> StoreResult<Step> {
+pub(crate) async fn ingest_one(c: &mut AnyConnection, item: &IngestItem) -> StoreResult<Step> {
     if let Some(receipt) = find_receipt(c, &item.identity.0).await? {
         return Ok(Step::Discard(IngestOutcome::Duplicate(receipt)));
     }
@@ -503,6 +516,18 @@ impl Store for SqlStore {
     }
 
     async fn ingest(&self, batch: Vec<IngestItem>) -> StoreResult<Vec<IngestOutcome>> {
+        let mut tx = self.writer.begin().await?;
+        match batch::ingest_fast(&mut tx, &batch).await {
+            Ok(outcomes) => {
+                tx.commit().await?;
+                return Ok(outcomes);
+            }
+            Err(error) => {
+                // Replay the batch event by event: slower, exact, and isolates a bad item.
+                tx.rollback().await?;
+                warn!(error = %error, events = batch.len(), "batch fast path abandoned; writing per event");
+            }
+        }
         let mut tx = self.writer.begin().await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for item in &batch {

@@ -470,3 +470,120 @@ async fn api_keys_are_found_by_hash_and_revoked() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn one_batch_behaves_like_its_events_one_by_one() {
+    each_backend(|name, store| async move {
+        let mut other_context = checkpoint_event("cp-1", "k-1");
+        other_context["context"] = serde_json::json!({"draft": "v2"});
+        let outcomes = store
+            .ingest(vec![
+                item("ev:1", &checkpoint_event("cp-1", "k-1")),
+                item("ev:1", &checkpoint_event("cp-1", "k-1")),
+                item("ev:2", &checkpoint_event("cp-1", "k-1")),
+                item("ev:3", &other_context),
+                item(
+                    "ev:4",
+                    &serde_json::json!({"event_type": "task.started", "kickoff_id": "k-1"}),
+                ),
+                item("ev:5", &checkpoint_event("cp-2", "k-1")),
+                item(
+                    "ev:6",
+                    &serde_json::json!({"event_type": "crew.completed", "kickoff_id": "k-1"}),
+                ),
+                item(
+                    "ev:7",
+                    &serde_json::json!({"event_type": "task.completed", "kickoff_id": "k-1"}),
+                ),
+                item(
+                    "ev:8",
+                    &serde_json::json!({"event_type": "task.started", "kickoff_id": "k-2"}),
+                ),
+            ])
+            .await
+            .expect("ingest");
+        let first = accepted(&outcomes[0]).clone();
+        assert!(
+            matches!(&outcomes[1], IngestOutcome::Duplicate(r) if *r == first),
+            "{name}: same id in one batch"
+        );
+        assert!(
+            matches!(&outcomes[2], IngestOutcome::Duplicate(r) if *r == first),
+            "{name}: same checkpoint, new id"
+        );
+        assert!(
+            matches!(
+                &outcomes[3],
+                IngestOutcome::Rejected(IngestRejection::CheckpointConflict(_))
+            ),
+            "{name}"
+        );
+        let seqs: Vec<i64> = [4, 5, 6, 7, 8]
+            .iter()
+            .map(|&i| accepted(&outcomes[i]).seq)
+            .collect();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]) && first.seq < seqs[0],
+            "{name}: seq follows batch order {seqs:?}"
+        );
+        // crew.completed in the middle of the batch cancelled both checkpoints created before it.
+        for id in ["cp-1", "cp-2"] {
+            let cp = store
+                .get_checkpoint(id)
+                .await
+                .expect("get")
+                .expect("exists");
+            assert_eq!(cp.status, CheckpointStatus::Cancelled, "{name}: {id}");
+        }
+        let ex = store
+            .get_execution("k-1")
+            .await
+            .expect("get")
+            .expect("exists");
+        assert_eq!(
+            (
+                ex.status,
+                ex.events_total,
+                ex.tasks_started,
+                ex.tasks_completed,
+                ex.checkpoints_total,
+                ex.checkpoints_pending
+            ),
+            (ExecutionStatus::Completed, 5, 1, 1, 2, 0),
+            "{name}"
+        );
+        assert_eq!(
+            store
+                .get_execution("k-2")
+                .await
+                .expect("get")
+                .expect("exists")
+                .tasks_started,
+            1,
+            "{name}"
+        );
+        let trail = store
+            .list_events(&EventQuery {
+                kickoff_id: Some("k-1".into()),
+                limit: 100,
+                ..EventQuery::default()
+            })
+            .await
+            .expect("events");
+        let types: Vec<&str> = trail.items.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "checkpoint.required",
+                "task.started",
+                "checkpoint.required",
+                "crew.completed",
+                "checkpoint.cancelled",
+                "checkpoint.cancelled",
+                "task.completed"
+            ],
+            "{name}"
+        );
+    })
+    .await;
+}
