@@ -227,6 +227,26 @@ pub fn print_config(config: &Config) -> anyhow::Result<()> {
             "HITLHOOK_LOG_FORMAT",
             format!("{:?}", config.log_format).to_lowercase(),
         ),
+        (
+            "HITLHOOK_STREAM_HEARTBEAT_MS",
+            config.stream_heartbeat_ms.to_string(),
+        ),
+        ("HITLHOOK_STREAM_QUEUE", config.stream_queue.to_string()),
+        (
+            "HITLHOOK_STREAM_SEND_TIMEOUT_MS",
+            config.stream_send_timeout_ms.to_string(),
+        ),
+        (
+            "HITLHOOK_STREAM_TOKEN_TTL_SECS",
+            config.stream_token_ttl_secs.to_string(),
+        ),
+        (
+            "HITLHOOK_STREAM_TOKEN_SECRET",
+            config.stream_token_secret.as_ref().map_or_else(
+                || "not set (random per process)".to_owned(),
+                Secret::redacted,
+            ),
+        ),
     ];
     for (name, value) in lines {
         println!("{name}={value}");

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::hub::Hub;
 use crate::ingest::Ingestor;
+use crate::security::stream_token::StreamTokens;
 use crate::security::{api_key, signature::SigningKeys};
 use crate::sweeper;
 use crate::waiters::Waiters;
@@ -64,6 +65,10 @@ impl App {
                 .as_ref()
                 .map(|k| Arc::from(api_key::hash(k.expose()))),
             hub,
+            stream_tokens: Arc::new(StreamTokens::new(
+                config.stream_token_secret.as_ref(),
+                config.stream_token_ttl_secs,
+            )),
             config: Arc::new(config),
             shutdown: CancellationToken::new(),
         };

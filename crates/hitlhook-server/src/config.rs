@@ -111,6 +111,33 @@ pub struct Config {
     /// Log format on stderr: text for people, json for log pipelines. Filter with RUST_LOG.
     #[arg(long, env = "HITLHOOK_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    /// Live stream (/ws, /v1/stream): milliseconds between heartbeats on an idle connection.
+    #[arg(long, env = "HITLHOOK_STREAM_HEARTBEAT_MS", default_value_t = 15_000)]
+    pub stream_heartbeat_ms: u64,
+
+    /// Live stream: messages one client may have waiting to be sent. A client that lets more
+    /// pile up is cut off with a `resync` message naming the sequence number to resume from.
+    #[arg(long, env = "HITLHOOK_STREAM_QUEUE", default_value_t = 1024)]
+    pub stream_queue: usize,
+
+    /// Live stream: longest a single write to a client may take, in milliseconds, before the
+    /// connection is dropped (the client resumes with ?after=).
+    #[arg(
+        long,
+        env = "HITLHOOK_STREAM_SEND_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub stream_send_timeout_ms: u64,
+
+    /// Live stream: lifetime in seconds of the browser tokens from POST /v1/stream-tokens.
+    #[arg(long, env = "HITLHOOK_STREAM_TOKEN_TTL_SECS", default_value_t = 60)]
+    pub stream_token_ttl_secs: u64,
+
+    /// Key that signs browser stream tokens. Set the same value on every node behind one load
+    /// balancer; default: a random key per process (tokens then work on the node that made them).
+    #[arg(long, env = "HITLHOOK_STREAM_TOKEN_SECRET", hide_env_values = true)]
+    pub stream_token_secret: Option<Secret>,
 }
 
 impl Config {
@@ -137,6 +164,18 @@ impl Config {
         Duration::from_millis(self.sweep_interval_ms.max(10))
     }
 
+    /// The live stream's heartbeat period (at least 10 ms).
+    #[must_use]
+    pub fn stream_heartbeat(&self) -> Duration {
+        Duration::from_millis(self.stream_heartbeat_ms.max(10))
+    }
+
+    /// The live stream's per-write timeout (at least 10 ms).
+    #[must_use]
+    pub fn stream_send_timeout(&self) -> Duration {
+        Duration::from_millis(self.stream_send_timeout_ms.max(10))
+    }
+
     /// Defaults for tests and embedding: everything as documented, on the given data dir.
     #[must_use]
     pub fn for_data_dir(data_dir: PathBuf) -> Self {
@@ -153,6 +192,11 @@ impl Config {
             sweep_interval_ms: 1000,
             skip_migrations: false,
             log_format: LogFormat::Text,
+            stream_heartbeat_ms: 15_000,
+            stream_queue: 1024,
+            stream_send_timeout_ms: 10_000,
+            stream_token_ttl_secs: 60,
+            stream_token_secret: None,
         }
     }
 }

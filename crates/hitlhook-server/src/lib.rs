@@ -1,5 +1,5 @@
 //! hitlhook's server as a library: configuration, the HTTP API, authentication, the group-commit
-//! ingest path, long-poll waiters and the expiry sweeper. The `hitlhook` binary is a thin CLI on
+//! ingest path, long-poll waiters, the expiry sweeper, the live stream and the web inbox. The `hitlhook` binary is a thin CLI on
 //! top; tests build the same [`App`] on port 0.
 
 pub mod app;
@@ -10,6 +10,7 @@ pub mod http;
 pub mod hub;
 pub mod ingest;
 pub mod security;
+pub mod stream;
 pub mod sweeper;
 pub mod telemetry;
 pub mod waiters;

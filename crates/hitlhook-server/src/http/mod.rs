@@ -6,8 +6,10 @@ pub mod dto;
 pub mod executions;
 pub mod extract;
 pub mod health;
+pub mod inbox;
 pub mod ingest;
 pub mod keys;
+pub mod stream;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,6 +28,7 @@ use crate::error::ApiError;
 use crate::hub::Hub;
 use crate::ingest::Ingestor;
 use crate::security::signature::SigningKeys;
+use crate::security::stream_token::StreamTokens;
 use crate::waiters::Waiters;
 
 /// What every handler can reach.
@@ -40,6 +43,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The change feed: call `committed()` after every write.
     pub hub: Arc<Hub>,
+    /// Mints and checks the browser tokens of the live stream.
+    pub stream_tokens: Arc<StreamTokens>,
     pub shutdown: CancellationToken,
 }
 
@@ -51,6 +56,8 @@ pub fn router(state: AppState) -> Router {
         .merge(executions::router())
         .merge(keys::router())
         .merge(health::router())
+        .merge(stream::router())
+        .merge(inbox::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

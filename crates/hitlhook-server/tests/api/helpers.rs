@@ -44,6 +44,7 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub db: TestDb,
     data_dir: PathBuf,
+    tweak: fn(&mut Config),
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -60,12 +61,23 @@ fn config(db: &TestDb, data_dir: PathBuf) -> Config {
 
 impl TestApp {
     pub async fn spawn(db: TestDb) -> TestApp {
-        let data_dir = std::env::temp_dir().join(format!("hitlhook-app-{}", uuid::Uuid::new_v4()));
-        Self::start(db, data_dir, None).await
+        Self::spawn_with(db, |_| {}).await
     }
 
-    async fn start(db: TestDb, data_dir: PathBuf, bind: Option<String>) -> TestApp {
+    /// Like [`TestApp::spawn`], with settings changed by `tweak` (kept across restarts).
+    pub async fn spawn_with(db: TestDb, tweak: fn(&mut Config)) -> TestApp {
+        let data_dir = std::env::temp_dir().join(format!("hitlhook-app-{}", uuid::Uuid::new_v4()));
+        Self::start(db, data_dir, None, tweak).await
+    }
+
+    async fn start(
+        db: TestDb,
+        data_dir: PathBuf,
+        bind: Option<String>,
+        tweak: fn(&mut Config),
+    ) -> TestApp {
         let mut cfg = config(&db, data_dir.clone());
+        tweak(&mut cfg);
         if let Some(bind) = bind {
             cfg.bind = bind;
         }
@@ -82,6 +94,7 @@ impl TestApp {
             store,
             db,
             data_dir,
+            tweak,
             stop: Some(stop),
             task: Some(task),
         }
@@ -93,7 +106,7 @@ impl TestApp {
         let bind = self.base.trim_start_matches("http://").to_owned();
         let db = std::mem::replace(&mut self.db, TestDb::sqlite());
         let data_dir = self.data_dir.clone();
-        Self::start(db, data_dir, Some(bind)).await
+        Self::start(db, data_dir, Some(bind), self.tweak).await
     }
 
     pub async fn stop_server(&mut self) {

@@ -6,3 +6,4 @@ mod decisions;
 mod errors;
 mod ingest;
 mod operations;
+mod ws;
