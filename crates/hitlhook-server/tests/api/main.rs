@@ -6,4 +6,5 @@ mod decisions;
 mod errors;
 mod ingest;
 mod operations;
+mod sse;
 mod ws;
