@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it:
 #   1. Rust: unit tests, the store contract and the HTTP API tests, on SQLite and PostgreSQL;
-#   2. the Python SDK against the real server binary and the real crewai package.
+#   2. the Python SDK against the real server binary and the real crewai package;
+#   3. the web inbox end to end in headless Chromium (Debian's /usr/bin/chromium) via Playwright.
 # Peers the tests need (PostgreSQL) are started if installed; see scripts/ensure-postgres.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,5 +17,8 @@ cargo test --workspace
 
 echo "==> Python SDK tests (real server, real crewai)"
 HITLHOOK_BIN="$PWD/target/debug/hitlhook" sdk/python/run-tests.sh
+
+echo "==> Web inbox in headless Chromium (real server, real browser)"
+HITLHOOK_BIN="$PWD/target/debug/hitlhook" tests/browser/run.sh
 
 echo "==> all tests passed"

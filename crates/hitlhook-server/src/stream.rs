@@ -160,24 +160,24 @@ pub struct Outgoing {
     /// The `type` of the message (SSE `event:` name).
     pub kind: &'static str,
     pub json: String,
-    /// The last message of the session.
-    pub is_final: bool,
+    /// Set on the last message of a session: why the server ends it.
+    pub resync: Option<ResyncReason>,
 }
 
 impl Outgoing {
     fn new(position: i64, message: &Message<'_>) -> Self {
-        let kind = match message {
-            Message::Ready { .. } => "ready",
-            Message::Event { .. } => "event",
-            Message::Heartbeat { .. } => "heartbeat",
-            Message::Resync { .. } => "resync",
+        let (kind, resync) = match message {
+            Message::Ready { .. } => ("ready", None),
+            Message::Event { .. } => ("event", None),
+            Message::Heartbeat { .. } => ("heartbeat", None),
+            Message::Resync { reason, .. } => ("resync", Some(*reason)),
         };
         Outgoing {
             position,
             kind,
             // Every field serialises infallibly (strings, integers, stored JSON text).
             json: serde_json::to_string(message).unwrap_or_default(),
-            is_final: kind == "resync",
+            resync,
         }
     }
 }
@@ -512,7 +512,10 @@ mod tests {
             detail: "d",
         };
         let r = Outgoing::new(9, &r);
-        assert!(r.is_final && r.kind == "resync");
+        assert_eq!(
+            (r.resync, r.kind),
+            (Some(ResyncReason::SlowConsumer), "resync")
+        );
         assert_eq!(
             r.json,
             r#"{"type":"resync","after":9,"reason":"slow_consumer","detail":"d"}"#

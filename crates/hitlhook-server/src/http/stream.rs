@@ -21,7 +21,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
 use crate::http::extract::Query;
 use crate::security::api_key::{self, Caller};
-use crate::stream::{Filter, Outgoing, Request, Session, Settings};
+use crate::stream::{Filter, Outgoing, Request, ResyncReason, Session, Settings};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -214,8 +214,8 @@ async fn serve_socket(socket: WebSocket, mut session: Session, send_timeout: Dur
                 return;
             }
             session.written(out.position);
-            if out.is_final {
-                let code = if out.json.contains(r#""reason":"shutdown""#) {
+            if let Some(reason) = out.resync {
+                let code = if reason == ResyncReason::Shutdown {
                     CLOSE_GOING_AWAY
                 } else {
                     CLOSE_TRY_AGAIN

@@ -82,6 +82,11 @@ async fn openapi_documents_every_route() {
         ("get", "/ready"),
         ("get", "/metrics"),
         ("get", "/openapi.json"),
+        ("get", "/ws"),
+        ("get", "/v1/stream"),
+        ("post", "/v1/stream-tokens"),
+        ("get", "/"),
+        ("get", "/inbox/{file}"),
     ];
     for (method, path) in routes {
         assert!(

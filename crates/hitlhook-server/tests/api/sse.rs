@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::helpers::*;
 use crate::on_both_backends;
-use crate::ws::stored_seqs;
+use crate::ws::{stored_seqs, wait_published};
 
 /// One Server-Sent Events frame.
 #[derive(Debug, Default, PartialEq)]
@@ -60,6 +60,7 @@ async fn server_sent_events_replay_follow_and_resume(db: TestDb) {
     app.send_checkpoint("cp-1", "k-1").await;
     app.send_checkpoint("cp-2", "k-1").await;
     let stored = stored_seqs(&app).await;
+    wait_published(&app, stored[1]).await;
 
     let response = app.get(ADMIN_KEY, "/v1/stream?after=0").await;
     assert_eq!(response.status(), 200);
@@ -113,4 +114,25 @@ async fn server_sent_events_replay_follow_and_resume(db: TestDb) {
         .await
         .expect("request");
     assert_problem(bad, 400, "invalid_last_event_id").await;
+}
+
+/// An open event stream does not hold up a graceful shutdown: it ends with a resync.
+#[tokio::test]
+async fn shutdown_ends_open_event_streams_with_a_resync() {
+    let mut app = TestApp::spawn(TestDb::sqlite()).await;
+    app.send_checkpoint("cp-1", "k-1").await;
+    wait_published(&app, stored_seqs(&app).await[0]).await;
+    let mut sse = SseReader {
+        response: app.get(ADMIN_KEY, "/v1/stream").await,
+        buffer: String::new(),
+    };
+    let ready = sse.next().await;
+    assert_eq!(ready.event, "ready");
+    tokio::time::timeout(Duration::from_secs(10), app.stop_server())
+        .await
+        .expect("the server stops although a stream is open");
+    let resync = sse.next().await;
+    assert_eq!(resync.event, "resync");
+    assert_eq!(resync.data["reason"], "shutdown");
+    assert_eq!(resync.data["after"], ready.data["seq"]);
 }

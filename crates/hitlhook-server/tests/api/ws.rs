@@ -97,6 +97,18 @@ async fn until_ready(ws: &mut Ws) -> (Vec<Value>, Value) {
     }
 }
 
+/// Waits until the change feed has published `seq`, so a client connecting now replays it (a
+/// 200 from ingest means committed; the hub publishes a moment later). A real client is the probe.
+pub(crate) async fn wait_published(app: &TestApp, seq: i64) {
+    let mut probe = connect(app, "").await;
+    let (_, ready) = until_ready(&mut probe).await;
+    let mut position = ready["seq"].as_i64().expect("seq");
+    while position < seq {
+        let message = recv(&mut probe).await;
+        position = message["seq"].as_i64().unwrap_or(position);
+    }
+}
+
 /// The next `n` event messages, skipping heartbeats.
 async fn next_events(ws: &mut Ws, n: usize) -> Vec<Value> {
     let mut events = Vec::new();
@@ -206,6 +218,7 @@ async fn replay_after_then_live_has_no_gap_and_no_duplicate(db: TestDb) {
         app.send_checkpoint(&format!("cp-{i}"), "k-1").await;
     }
     let stored = stored_seqs(&app).await;
+    wait_published(&app, stored[4]).await;
 
     let mut ws = connect(&app, &format!("?after={}", stored[1])).await;
     let (replayed, ready) = until_ready(&mut ws).await;
@@ -264,6 +277,7 @@ async fn reconnecting_with_after_loses_nothing(db: TestDb) {
     for i in 4..=6 {
         app.send_checkpoint(&format!("cp-{i}"), "k-1").await;
     }
+    wait_published(&app, *stored_seqs(&app).await.last().expect("stored")).await;
     let mut again = connect(&app, &format!("?after={last}")).await;
     let (replayed, ready) = until_ready(&mut again).await;
     app.send_checkpoint("cp-7", "k-1").await;
@@ -358,7 +372,8 @@ async fn slow_client_is_cut_off_while_a_fast_one_keeps_up() {
         other => panic!("expected a close frame, got {other:?}"),
     }
 
-    // Resuming from the resync position delivers exactly the rest.
+    // Resuming from the resync position delivers exactly the rest (the fast client saw all of it
+    // live, so the feed has published it).
     let after = resync["after"].as_i64().expect("after");
     let mut resumed = connect(&app, &format!("?after={after}")).await;
     let (rest, _) = until_ready(&mut resumed).await;
@@ -403,6 +418,7 @@ async fn server_restart_tells_clients_to_resync() {
     assert_eq!(resync["reason"], "shutdown");
     assert_eq!(resync["after"], first[0]["seq"]);
     app.send_checkpoint("cp-2", "k-1").await;
+    wait_published(&app, *stored_seqs(&app).await.last().expect("stored")).await;
     let mut again = connect(&app, &format!("?after={}", resync["after"])).await;
     let (rest, _) = until_ready(&mut again).await;
     assert_eq!(rest.len(), 1);
