@@ -147,6 +147,9 @@ async function refresh() {
 function onMessage(message) {
   if (message.type === 'ready') refresh();
   else if (message.type === 'event') applyEvent(message.event);
+  else if (message.type === 'resync' && message.reason === 'revoked') {
+    signOut('Your session ended: the API key was revoked.');
+  }
 }
 
 function applyEvent(ev) {
@@ -184,7 +187,9 @@ function applyEventNow(ev) {
       render();
       toast(`New: ${humanize(cp.checkpoint_name)}${cp.kickoff_id ? ` · ${cp.kickoff_id}` : ''}`);
     }).catch(() => {});
-  } else if (CLOSING.has(ev.event_type) && id && !state.closedIds.has(id)) {
+  } else if (CLOSING.has(ev.event_type) && id) {
+    // Re-applied after a refresh that raced with it, so it must be idempotent; it speaks once.
+    const first = !state.closedIds.has(id);
     state.closedIds.add(id);
     const before = state.pending.get(id) || state.closed.get(id);
     state.pending.delete(id);
@@ -194,7 +199,7 @@ function applyEventNow(ev) {
       status: p.status || ev.event_type.split('.')[1], decision: p.decision || null, closed_reason: p.closed_reason || null,
     };
     state.closed = new Map([[id, closed], ...state.closed]);
-    if (!state.decidedHere.has(id) && before) {
+    if (first && !state.decidedHere.has(id) && before) {
       const what = p.decision ? `decided: ${ACTION_LABELS[p.decision.action]} by ${p.decision.decided_by}${p.decision.channel ? ` via ${p.decision.channel}` : ''}`
         : ev.event_type === 'checkpoint.expired' ? 'expired' : 'was cancelled';
       toast(`${humanize(closed.checkpoint_name)} ${what}`);

@@ -12,6 +12,8 @@
 //! queue is full or the subscription lagged, the session ends with a `resync` message carrying the
 //! last position the client was actually sent, so it reconnects with `?after=` and loses nothing.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -106,6 +108,8 @@ pub enum ResyncReason {
     Shutdown,
     /// The store could not be read for the replay.
     Unavailable,
+    /// The API key the client connected with was revoked (reconnecting will be refused).
+    Revoked,
 }
 
 impl ResyncReason {
@@ -116,6 +120,7 @@ impl ResyncReason {
             ResyncReason::SlowConsumer => "slow_consumer",
             ResyncReason::Shutdown => "shutdown",
             ResyncReason::Unavailable => "unavailable",
+            ResyncReason::Revoked => "revoked",
         }
     }
 
@@ -131,6 +136,7 @@ impl ResyncReason {
             ResyncReason::Unavailable => {
                 "the event store could not be read; retry shortly with ?after="
             }
+            ResyncReason::Revoked => "the API key of this stream was revoked; sign in again",
         }
     }
 }
@@ -195,6 +201,31 @@ pub struct Request {
 pub struct Settings {
     pub heartbeat: Duration,
     pub queue: usize,
+    /// How often an open session re-checks [`Access`].
+    pub recheck: Duration,
+}
+
+/// Whether a session's client may still watch: checked at connection time by the transport and
+/// then every [`Settings::recheck`], so revoking an API key also ends its open streams.
+pub trait Access: Send + Sync + 'static {
+    fn still_allowed(&self) -> Pin<Box<dyn Future<Output = bool> + Send + '_>>;
+}
+
+/// Access that never ends (tests, embedding).
+pub struct Always;
+
+impl Access for Always {
+    fn still_allowed(&self) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+        Box::pin(std::future::ready(true))
+    }
+}
+
+/// What every session of a server shares.
+#[derive(Clone)]
+pub struct Context {
+    pub store: Arc<dyn Store>,
+    pub shutdown: CancellationToken,
+    pub settings: Settings,
 }
 
 /// One client's session: the messages to send, in order. Dropping it stops the producer.
@@ -210,39 +241,33 @@ pub struct Session {
 impl Session {
     /// Subscribes to the hub (first, so nothing published from now on is missed) and starts the
     /// producer: replay from the store after `request.after`, then the live feed.
-    pub fn open(
-        store: Arc<dyn Store>,
-        hub: &Hub,
-        shutdown: CancellationToken,
-        request: Request,
-        settings: Settings,
-    ) -> Session {
+    pub fn open(context: Context, hub: &Hub, request: Request, access: Arc<dyn Access>) -> Session {
         let live = hub.subscribe();
         // Read after subscribing: every event above `high` is sent to `live` (see module doc).
         let high = hub.published_seq();
-        Self::start(store, live, high, shutdown, request, settings)
+        Self::start(context, (live, high), request, access)
     }
 
-    /// Starts a session on a subscription `live` taken before the hub position `high` was read.
+    /// Starts a session on a subscription taken before the hub position `high` was read.
     pub fn start(
-        store: Arc<dyn Store>,
-        live: broadcast::Receiver<Arc<StoredEvent>>,
-        high: i64,
-        shutdown: CancellationToken,
+        context: Context,
+        (live, high): (broadcast::Receiver<Arc<StoredEvent>>, i64),
         request: Request,
-        settings: Settings,
+        access: Arc<dyn Access>,
     ) -> Session {
+        let settings = context.settings;
         let (queue_tx, queue) = mpsc::channel(settings.queue.max(1));
         let (stop_tx, stop) = oneshot::channel();
         let start = request.after.unwrap_or(high);
         let producer = Producer {
-            store,
+            store: context.store,
             live,
             high,
             request,
             queue: queue_tx,
-            heartbeat: settings.heartbeat,
-            shutdown,
+            settings,
+            access,
+            shutdown: context.shutdown,
         };
         let producer = tokio::spawn(async move {
             if let End::Resync(reason) = producer.run().await {
@@ -313,7 +338,8 @@ struct Producer {
     high: i64,
     request: Request,
     queue: mpsc::Sender<Outgoing>,
-    heartbeat: Duration,
+    settings: Settings,
+    access: Arc<dyn Access>,
     shutdown: CancellationToken,
 }
 
@@ -336,9 +362,8 @@ impl Producer {
         if let Err(end) = self.push(Outgoing::new(position, &ready)).await {
             return end;
         }
-        let start = Instant::now() + self.heartbeat;
-        let mut beat = tokio::time::interval_at(start, self.heartbeat);
-        beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut beat = tick_every(self.settings.heartbeat);
+        let mut recheck = tick_every(self.settings.recheck);
         loop {
             tokio::select! {
                 biased;
@@ -364,6 +389,11 @@ impl Producer {
                     let message = Message::Heartbeat { seq: position };
                     if let Err(end) = self.offer(Outgoing::new(position, &message)) {
                         return end;
+                    }
+                }
+                _ = recheck.tick() => {
+                    if !self.access.still_allowed().await {
+                        return End::Resync(ResyncReason::Revoked);
                     }
                 }
             }
@@ -422,6 +452,13 @@ impl Producer {
     }
 }
 
+/// An interval whose first tick is one period from now.
+fn tick_every(period: Duration) -> tokio::time::Interval {
+    let mut interval = tokio::time::interval_at(Instant::now() + period, period);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    interval
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,19 +511,16 @@ mod tests {
     async fn a_lagged_subscription_ends_with_a_resync() {
         let db = hitlhook_store::testing::TestDb::sqlite();
         let (hub, live) = broadcast::channel(2);
-        let settings = Settings {
-            heartbeat: Duration::from_secs(60),
-            queue: 8,
+        let context = Context {
+            store: db.store().await,
+            shutdown: CancellationToken::new(),
+            settings: Settings {
+                heartbeat: Duration::from_secs(60),
+                queue: 8,
+                recheck: Duration::from_secs(60),
+            },
         };
-        let request = Request::default();
-        let mut session = Session::start(
-            db.store().await,
-            live,
-            10,
-            CancellationToken::new(),
-            request,
-            settings,
-        );
+        let mut session = Session::start(context, (live, 10), Request::default(), Arc::new(Always));
         let ready = session.next().await.expect("ready");
         assert_eq!(ready.json, r#"{"type":"ready","seq":10,"replayed":0}"#);
         session.written(ready.position);

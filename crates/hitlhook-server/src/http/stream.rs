@@ -3,6 +3,9 @@
 //! answers with problem JSON BEFORE any upgrade; the session itself lives in [`crate::stream`].
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -21,7 +24,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
 use crate::http::extract::Query;
 use crate::security::api_key::{self, Caller};
-use crate::stream::{Filter, Outgoing, Request, ResyncReason, Session, Settings};
+use crate::stream::{Access, Context, Filter, Outgoing, Request, ResyncReason, Session, Settings};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -34,6 +37,8 @@ pub fn router() -> Router<AppState> {
 const CLOSE_TRY_AGAIN: u16 = 1013;
 /// Close code on server shutdown (1001, Going Away).
 const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code when the key was revoked (1008, Policy Violation).
+const CLOSE_POLICY: u16 = 1008;
 
 /// A caller of the live stream: an API key in a header, or a stream token in `?token=`.
 pub struct StreamCaller(pub Caller);
@@ -50,7 +55,7 @@ impl FromRequestParts<AppState> for StreamCaller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        if api_key::presented_key(parts).is_some() {
+        if api_key::presented_key(&parts.headers).is_some() {
             return Caller::from_request_parts(parts, state)
                 .await
                 .map(StreamCaller);
@@ -131,21 +136,44 @@ impl StreamQuery {
     }
 }
 
-fn settings(state: &AppState) -> Settings {
-    Settings {
-        heartbeat: state.config.stream_heartbeat(),
-        queue: state.config.stream_queue,
+/// Longest time between two checks that an open stream's key is still active.
+const MAX_RECHECK: Duration = Duration::from_secs(30);
+
+/// A stream's caller, re-checked while the stream is open: revoking its key ends the stream.
+struct KeyStillActive {
+    state: AppState,
+    caller: Caller,
+}
+
+impl Access for KeyStillActive {
+    fn still_allowed(&self) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+        Box::pin(async move {
+            match ensure_key_active(&self.state, &self.caller).await {
+                Ok(()) => true,
+                Err(ApiError::Unauthorized { .. }) => false,
+                // A store hiccup is not a revocation: keep streaming, check again later.
+                Err(_) => true,
+            }
+        })
     }
 }
 
-fn open_session(state: &AppState, request: Request) -> Session {
-    Session::open(
-        std::sync::Arc::clone(&state.store),
-        &state.hub,
-        state.shutdown.clone(),
-        request,
-        settings(state),
-    )
+fn open_session(state: &AppState, caller: Caller, request: Request) -> Session {
+    let context = Context {
+        store: Arc::clone(&state.store),
+        shutdown: state.shutdown.clone(),
+        settings: Settings {
+            heartbeat: state.config.stream_heartbeat(),
+            queue: state.config.stream_queue,
+            // Every two heartbeats, at most every 30 s: one indexed-size query per client.
+            recheck: (state.config.stream_heartbeat() * 2).min(MAX_RECHECK),
+        },
+    };
+    let access = Arc::new(KeyStillActive {
+        state: state.clone(),
+        caller,
+    });
+    Session::open(context, &state.hub, request, access)
 }
 
 async fn open_websocket(
@@ -167,9 +195,9 @@ async fn open_websocket(
         )
     })?;
     // Subscribe before answering 101: whatever is committed after the handshake is delivered.
-    let session = open_session(&state, request);
-    let send_timeout = state.config.stream_send_timeout();
     tracing::debug!(caller = %caller.label(), "websocket stream opened");
+    let session = open_session(&state, caller, request);
+    let send_timeout = state.config.stream_send_timeout();
     Ok(upgrade.on_upgrade(move |socket| serve_socket(socket, session, send_timeout)))
 }
 
@@ -215,10 +243,10 @@ async fn serve_socket(socket: WebSocket, mut session: Session, send_timeout: Dur
             }
             session.written(out.position);
             if let Some(reason) = out.resync {
-                let code = if reason == ResyncReason::Shutdown {
-                    CLOSE_GOING_AWAY
-                } else {
-                    CLOSE_TRY_AGAIN
+                let code = match reason {
+                    ResyncReason::Shutdown => CLOSE_GOING_AWAY,
+                    ResyncReason::Revoked => CLOSE_POLICY,
+                    _ => CLOSE_TRY_AGAIN,
                 };
                 let close = WsMessage::Close(Some(CloseFrame {
                     code,
@@ -257,7 +285,7 @@ async fn open_event_stream(
         ),
     };
     let request = query.into_request(last_event_id)?;
-    let session = open_session(&state, request);
+    let session = open_session(&state, caller, request);
     let open = OpenStream::new("sse");
     // `written` is recorded as each message is handed to the connection: if the client gets the
     // final resync, it got everything before it, in order.

@@ -7,4 +7,5 @@ mod errors;
 mod ingest;
 mod operations;
 mod sse;
+mod stream_auth;
 mod ws;
