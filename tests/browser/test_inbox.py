@@ -70,6 +70,9 @@ def test_sign_in_then_a_webhook_checkpoint_appears_live(page: Page, server: Serv
     expect(detail.locator(".json-node summary").first).to_contain_text("1 item")
     expect(detail.locator(".timeline .event")).to_have_count(1)
     shot(page, "03-checkpoint-detail")
+    page.emulate_media(color_scheme="dark")
+    shot(page, "03b-checkpoint-detail-dark")
+    page.emulate_media(color_scheme="light")
 
     detail.get_by_role("button", name="Raw JSON").click()
     expect(detail.locator(".raw-json")).to_contain_text('"confidence": 0.82')

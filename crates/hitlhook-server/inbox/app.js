@@ -280,8 +280,8 @@ function render() {
   $('list-pane').classList.toggle('is-executions', tab === 'executions');
   $('list-pane').classList.toggle('is-closed', tab === 'closed');
   if (tab !== 'executions') {
-    fillSelect($('filter-name'), all.map((cp) => cp.checkpoint_name), 'All checkpoints');
-    fillSelect($('filter-kickoff'), all.map((cp) => cp.kickoff_id), 'All executions');
+    fillSelect($('filter-name'), all.map((cp) => cp.checkpoint_name), 'All names');
+    fillSelect($('filter-kickoff'), all.map((cp) => cp.kickoff_id), 'All runs');
   }
   const items = visibleItems();
   const selected = state.route.id;

@@ -136,6 +136,41 @@ async fn stream_tokens_open_the_stream_once() {
         (401, Some("used_stream_token"))
     );
 
+    // The same works for Server-Sent Events (EventSource cannot set headers either).
+    let for_sse: Value = mint(Some(reviewer.clone()))
+        .await
+        .expect("req")
+        .json()
+        .await
+        .expect("json");
+    let sse_url = format!(
+        "/v1/stream?token={}",
+        for_sse["token"].as_str().expect("token")
+    );
+    let mut sse = app
+        .client
+        .get(app.url(&sse_url))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(sse.status(), 200);
+    let first = tokio::time::timeout(Duration::from_secs(10), sse.chunk())
+        .await
+        .expect("a frame")
+        .expect("body")
+        .expect("open");
+    assert!(
+        String::from_utf8_lossy(&first).contains("event: ready"),
+        "{first:?}"
+    );
+    let again = app
+        .client
+        .get(app.url(&sse_url))
+        .send()
+        .await
+        .expect("request");
+    assert_problem(again, 401, "used_stream_token").await;
+
     // A token dies with its key.
     let second: Value = mint(Some(reviewer.clone()))
         .await
