@@ -113,6 +113,7 @@ pub enum ResyncReason {
 }
 
 impl ResyncReason {
+    /// The wire name (`slow_consumer`, …), also the metrics label.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -162,9 +163,11 @@ pub enum Message<'a> {
 /// A serialised message and the position the client is complete up to once it has it.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
+    /// The position (seq) the client is complete up to once it has this message.
     pub position: i64,
     /// The `type` of the message (SSE `event:` name).
     pub kind: &'static str,
+    /// The message as sent.
     pub json: String,
     /// Set on the last message of a session: why the server ends it.
     pub resync: Option<ResyncReason>,
@@ -193,13 +196,16 @@ impl Outgoing {
 pub struct Request {
     /// Replay stored events after this sequence number first.
     pub after: Option<i64>,
+    /// Which events to send.
     pub filter: Filter,
 }
 
 /// Tuning shared by every session.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
+    /// Period of heartbeats on an idle session.
     pub heartbeat: Duration,
+    /// Messages that may wait for the client before it counts as too slow.
     pub queue: usize,
     /// How often an open session re-checks [`Access`].
     pub recheck: Duration,
@@ -208,6 +214,7 @@ pub struct Settings {
 /// Whether a session's client may still watch: checked at connection time by the transport and
 /// then every [`Settings::recheck`], so revoking an API key also ends its open streams.
 pub trait Access: Send + Sync + 'static {
+    /// `false` ends the session with a `revoked` resync.
     fn still_allowed(&self) -> Pin<Box<dyn Future<Output = bool> + Send + '_>>;
 }
 
@@ -223,7 +230,9 @@ impl Access for Always {
 /// What every session of a server shares.
 #[derive(Clone)]
 pub struct Context {
+    /// Where replays read from.
     pub store: Arc<dyn Store>,
+    /// Cancelled when the server stops: every session ends with a `shutdown` resync.
     pub shutdown: CancellationToken,
     pub settings: Settings,
 }

@@ -15,6 +15,7 @@ use crate::error::ApiError;
 use crate::http::AppState;
 use crate::http::extract::Path;
 
+/// `/` and `/inbox/{file}`.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(get_index))

@@ -26,6 +26,7 @@ use crate::http::extract::Query;
 use crate::security::api_key::{self, Caller};
 use crate::stream::{Access, Context, Filter, Outgoing, Request, ResyncReason, Session, Settings};
 
+/// `/ws`, `/v1/stream` and `/v1/stream-tokens`.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/ws", get(open_websocket))

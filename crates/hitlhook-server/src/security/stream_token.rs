@@ -70,7 +70,9 @@ pub struct StreamTokens {
 /// A freshly minted token.
 #[derive(Debug, Clone)]
 pub struct Minted {
+    /// `hst_<payload>.<mac>`.
     pub token: String,
+    /// When it stops being accepted.
     pub expires_at: Timestamp,
 }
 
