@@ -48,7 +48,7 @@ export function executionRow(ex, { selected, onSelect }) {
   },
   h('span', { class: 'item-main' },
     h('span', { class: 'item-title mono' }, ex.kickoff_id),
-    h('span', { class: 'item-sub' }, `${ex.events_total} events · ${ex.checkpoints_total} checkpoints · updated `,
+    h('span', { class: 'item-sub' }, `${ex.events_total} events received · ${ex.checkpoints_total} checkpoints · updated `,
       agoEl(ex.updated_at))),
   h('span', { class: 'item-side' }, statusBadge(ex.status),
     ex.checkpoints_pending ? h('span', { class: 'small' }, `${ex.checkpoints_pending} waiting`) : null)));
@@ -198,7 +198,7 @@ export function executionDetail(status, events, ui) {
       h('div', { class: 'detail-title-row' }, h('h2', { id: 'execution-title', tabindex: '-1', class: 'mono' }, ex.kickoff_id), statusBadge(ex.status)),
       h('p', { class: 'detail-ids' }, 'Started ', agoEl(ex.started_at), ex.finished_at ? [' · finished ', agoEl(ex.finished_at)] : null)),
     h('dl', { class: 'meta' },
-      meta('Events', String(ex.events_total)),
+      meta('Events received', String(ex.events_total)),
       meta('Tasks', `${ex.tasks_completed}/${ex.tasks_started} done`, ex.tasks_failed ? `, ${ex.tasks_failed} failed` : ''),
       meta('Checkpoints', `${ex.checkpoints_total}`, ex.checkpoints_pending ? ` (${ex.checkpoints_pending} waiting)` : ''),
       meta('Last update', agoEl(ex.updated_at))),
