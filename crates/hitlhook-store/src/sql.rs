@@ -517,7 +517,7 @@ impl Store for SqlStore {
 
     async fn ingest(&self, batch: Vec<IngestItem>) -> StoreResult<Vec<IngestOutcome>> {
         let mut tx = self.writer.begin().await?;
-        match batch::ingest_fast(&mut tx, &batch).await {
+        match batch::ingest_fast(&mut tx, self.backend, &batch).await {
             Ok(outcomes) => {
                 tx.commit().await?;
                 return Ok(outcomes);
