@@ -26,7 +26,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+pub async fn open_store(config: &Config) -> anyhow::Result<std::sync::Arc<dyn Store>> {
     let url = config.database_url();
     let store = hitlhook_store::connect(&url)
         .await
@@ -248,6 +248,44 @@ pub fn print_config(config: &Config) -> anyhow::Result<()> {
             ),
         ),
     ];
+    let d = &config.delivery;
+    let set = |s: Option<&Secret>| s.map_or_else(|| "not set".to_owned(), Secret::redacted);
+    let or_unset = |s: Option<&String>| s.cloned().unwrap_or_else(|| "not set".to_owned());
+    let delivery_lines = [
+        ("SLACK_WEBHOOK_URL", set(d.slack_webhook_url.as_ref())),
+        ("SLACK_BOT_TOKEN", set(d.slack_bot_token.as_ref())),
+        ("SLACK_CHANNEL", or_unset(d.slack_channel.as_ref())),
+        ("SLACK_SIGNING_SECRET", set(d.slack_signing_secret.as_ref())),
+        ("SLACK_API_URL", d.slack_api_url.clone()),
+        ("SLACK_ALLOWED_USERS", d.slack_allowed_users.join(",")),
+        ("SMTP_HOST", or_unset(d.smtp_host.as_ref())),
+        ("SMTP_PORT", d.smtp_port().to_string()),
+        ("SMTP_USER", or_unset(d.smtp_user.as_ref())),
+        ("SMTP_PASSWORD", set(d.smtp_password.as_ref())),
+        ("SMTP_TLS", format!("{:?}", d.smtp_tls).to_lowercase()),
+        ("SMTP_FROM", or_unset(d.smtp_from.as_ref())),
+        ("EMAIL_RECIPIENTS", d.email_recipients.join(",")),
+        (
+            "HITLHOOK_EMAIL_LINK_TTL_SECS",
+            d.email_link_ttl_secs.to_string(),
+        ),
+        ("HITLHOOK_DELIVERY_MAX_ATTEMPTS", d.max_attempts.to_string()),
+        ("HITLHOOK_DELIVERY_SCHEDULE", d.schedule.clone()),
+        (
+            "HITLHOOK_DELIVERY_RETRY_AFTER_MAX_SECS",
+            d.retry_after_max_secs.to_string(),
+        ),
+        (
+            "HITLHOOK_DELIVERY_CONNECT_TIMEOUT_MS",
+            d.connect_timeout_ms.to_string(),
+        ),
+        ("HITLHOOK_DELIVERY_TIMEOUT_MS", d.timeout_ms.to_string()),
+        ("HITLHOOK_DELIVERY_CONCURRENCY", d.concurrency.to_string()),
+        ("HITLHOOK_DELIVERY_POLL_MS", d.poll_ms.to_string()),
+        ("HITLHOOK_OUTBOUND_ALLOW", d.outbound_allow.join(",")),
+        ("HITLHOOK_DELIVERY_WORKER", d.worker_enabled.to_string()),
+    ];
+    let lines = lines.into_iter().chain(delivery_lines);
     for (name, value) in lines {
         println!("{name}={value}");
     }

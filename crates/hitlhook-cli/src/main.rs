@@ -4,6 +4,7 @@
 
 mod bench;
 mod commands;
+mod delivery;
 
 use std::process::ExitCode;
 
@@ -19,6 +20,8 @@ use hitlhook_server::Config;
 ///   hitlhook serve                       # SQLite in ./hitlhook-data, credentials printed once
 ///   hitlhook sign body.json > headers    # signature headers for curl -H @headers
 ///   hitlhook keys create --name alice --scope reviewer
+///   hitlhook subscriptions add --url https://example.com/hook --events 'checkpoint.*'
+///   hitlhook deliveries list --state dead
 #[derive(Debug, Parser)]
 #[command(
     name = "hitlhook",
@@ -43,6 +46,20 @@ enum Command {
         config: Config,
         #[command(subcommand)]
         action: commands::KeysAction,
+    },
+    /// Inspect the delivery outbox (Slack, email, webhooks) and revive dead letters.
+    Deliveries {
+        #[command(flatten)]
+        config: Config,
+        #[command(subcommand)]
+        action: delivery::DeliveriesAction,
+    },
+    /// Manage webhook subscribers (signed Standard Webhooks deliveries of hitlhook's events).
+    Subscriptions {
+        #[command(flatten)]
+        config: Config,
+        #[command(subcommand)]
+        action: delivery::SubscriptionsAction,
     },
     /// Print signature headers for a webhook body, for curl users.
     ///
@@ -83,6 +100,15 @@ fn main() -> ExitCode {
             Command::Serve(config) => commands::serve(config).await,
             Command::Migrate(config) => commands::migrate(config).await,
             Command::Keys { config, action } => commands::keys(config, action).await,
+            Command::Deliveries { config, action } => {
+                let store = commands::open_store(&config).await?;
+                delivery::deliveries(store.as_ref(), action).await
+            }
+            Command::Subscriptions { config, action } => {
+                let store = commands::open_store(&config).await?;
+                delivery::subscriptions(store.as_ref(), &config.delivery.outbound_allow, action)
+                    .await
+            }
             Command::Sign(args) => commands::sign(args),
             Command::Config(config) => commands::print_config(&config),
             Command::Bench(command) => bench::run(command).await,

@@ -101,6 +101,8 @@ impl Drop for Server {
 }
 
 fn client() -> reqwest::Client {
+    // reqwest is built without a TLS provider of its own: the server installs ring (as sqlx).
+    hitlhook_server::delivery::http::install_crypto();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()

@@ -44,6 +44,8 @@ async fn kill_under_load_and_recover(db: TestDb) {
     std::fs::create_dir_all(&data_dir).expect("dir");
     let (mut server, base) = start(&db, &data_dir, "127.0.0.1:0");
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    // reqwest is built without a TLS provider of its own: the server installs ring (as sqlx).
+    hitlhook_server::delivery::http::install_crypto();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()

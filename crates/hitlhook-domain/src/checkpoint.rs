@@ -89,6 +89,9 @@ pub struct CheckpointSpec {
     pub expires_at: Option<Timestamp>,
     pub expires_in_seconds: Option<i64>,
     pub on_timeout: Option<Action>,
+    /// Email addresses to notify about this checkpoint; empty means the configured default list.
+    /// Used only when the checkpoint is created (planning its deliveries), never stored.
+    pub recipients: Vec<String>,
 }
 
 /// Why a checkpoint spec was refused (answered as 422, naming the field).

@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 
 use crate::action::Action;
 use crate::checkpoint::CheckpointSpec;
+use crate::delivery::{MAX_RECIPIENTS, check_email};
 use crate::time::Timestamp;
 
 /// The event types hitlhook understands; anything else is stored as [`EventKind::Other`].
@@ -76,12 +77,14 @@ impl EventKind {
     /// cannot be forged.
     #[must_use]
     pub fn is_reserved(&self) -> bool {
-        matches!(
-            self,
+        match self {
             EventKind::CheckpointDecided
-                | EventKind::CheckpointExpired
-                | EventKind::CheckpointCancelled
-        )
+            | EventKind::CheckpointExpired
+            | EventKind::CheckpointCancelled => true,
+            // delivery.dead and any later delivery.* events are hitlhook's own too.
+            EventKind::Other(name) => name.starts_with("delivery."),
+            _ => false,
+        }
     }
 }
 
@@ -160,6 +163,7 @@ struct Wire<'a> {
     expires_at: Option<Cow<'a, str>>,
     expires_in: Option<i64>,
     on_timeout: Option<Action>,
+    recipients: Option<Vec<String>>,
 }
 
 fn schema(path: &str, message: impl Into<String>) -> EnvelopeError {
@@ -241,6 +245,16 @@ impl EventEnvelope {
                 Some(raw) if raw.get() != "null" => raw.get().to_owned(),
                 _ => "{}".to_owned(),
             };
+            let recipients = wire.recipients.unwrap_or_default();
+            if recipients.len() > MAX_RECIPIENTS {
+                return Err(schema(
+                    "recipients",
+                    format!("at most {MAX_RECIPIENTS} addresses"),
+                ));
+            }
+            for (i, address) in recipients.iter().enumerate() {
+                check_email(address).map_err(|e| schema(&format!("recipients[{i}]"), e))?;
+            }
             Some(CheckpointSpec {
                 id: wire.checkpoint_id.map(Cow::into_owned),
                 name: name.into_owned(),
@@ -250,6 +264,7 @@ impl EventEnvelope {
                 expires_at,
                 expires_in_seconds: wire.expires_in,
                 on_timeout: wire.on_timeout,
+                recipients,
             })
         } else {
             None
@@ -386,6 +401,7 @@ mod tests {
             (br#"{"event_type": 5}"#, "event_type"),
             (br#"{"event_type": ""}"#, "event_type"),
             (br#"{"event_type": "checkpoint.decided"}"#, "event_type"),
+            (br#"{"event_type": "delivery.dead"}"#, "event_type"),
             (br#"{"event_type": "checkpoint.required"}"#, "checkpoint_name"),
             (br#"{"event_type": "checkpoint.required", "checkpoint_name": "n", "context": "text"}"#, "context"),
             (br#"{"event_type": "checkpoint.required", "checkpoint_name": "n", "allowed_actions": ["approve"]}"#, "allowed_actions[0]"),
@@ -393,6 +409,9 @@ mod tests {
             (br#"{"event_type": "checkpoint.required", "checkpoint_name": "n", "expires_in": "60"}"#, "expires_in"),
             (br#"{"event_type": "task.started", "timestamp": "noon"}"#, "timestamp"),
             (br#"{"event_type": "task.started", "kickoff_id": {"a": 1}}"#, "kickoff_id"),
+            (br#"{"event_type": "checkpoint.required", "checkpoint_name": "n", "recipients": "a@b.c"}"#, "recipients"),
+            (br#"{"event_type": "checkpoint.required", "checkpoint_name": "n", "recipients": ["a@b.c", "nope"]}"#, "recipients[1]"),
+            (br#"{"event_type": "checkpoint.required", "checkpoint_name": "n", "recipients": ["a@b.c"]}"#, "ok"),
         ];
         for (body, want) in cases {
             let got = match EventEnvelope::parse(body) {

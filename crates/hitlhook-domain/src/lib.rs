@@ -5,6 +5,7 @@
 pub mod access;
 pub mod action;
 pub mod checkpoint;
+pub mod delivery;
 pub mod event;
 pub mod execution;
 pub mod time;
@@ -14,6 +15,10 @@ pub use action::{Action, ParseActionError};
 pub use checkpoint::{
     Checkpoint, CheckpointSpec, CheckpointStatus, DecideError, Decided, Decision, DecisionRequest,
     SpecError,
+};
+pub use delivery::{
+    DeliveryKind, DeliveryPlan, DeliveryState, NewDelivery, Occurrence, RetryPolicy,
+    SubscriptionFilter,
 };
 pub use event::{BatchEvent, EnvelopeError, EventEnvelope, EventIdentity, EventKind, Incoming};
 pub use execution::{CheckpointClosed, Effects, Execution, ExecutionStatus};

@@ -14,9 +14,16 @@ use tracing::info;
 
 use crate::bootstrap::{self, FirstRun};
 use crate::config::Config;
+use crate::delivery::email::Mailer;
+use crate::delivery::http::Outbound;
+use crate::delivery::slack::Slack;
+use crate::delivery::ssrf::Guard;
+use crate::delivery::webhook::Webhooks;
+use crate::delivery::{Channels, DeliveryContext, Wake, Worker, WorkerSettings};
 use crate::http::{self, AppState};
 use crate::hub::Hub;
 use crate::ingest::Ingestor;
+use crate::security::links::LinkSigner;
 use crate::security::stream_token::StreamTokens;
 use crate::security::{api_key, signature::SigningKeys};
 use crate::sweeper;
@@ -27,6 +34,8 @@ pub struct App {
     listener: TcpListener,
     state: AppState,
     first_run: FirstRun,
+    /// The delivery worker, started by `run_until_stopped` unless disabled.
+    worker: Option<Worker>,
 }
 
 impl App {
@@ -34,6 +43,10 @@ impl App {
     /// the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         crate::telemetry::metrics();
+        config
+            .delivery
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid delivery settings: {e}"))?;
         let url = config.database_url();
         let store = hitlhook_store::connect(&url).await.with_context(|| {
             format!("opening the database {}", hitlhook_store::redact_url(&url))
@@ -50,11 +63,29 @@ impl App {
         let secrets = bootstrap::ensure_secrets(&config, &mut first_run)?;
         let keys = SigningKeys::new(&secrets).map_err(anyhow::Error::msg)?;
         bootstrap::ensure_admin_key(&config, store.as_ref(), &mut first_run).await?;
+        store.set_delivery_plan(config.delivery.plan(), config.delivery.max_attempts);
         let listener = TcpListener::bind(&config.bind).await.with_context(|| {
             format!("binding {} (is another server running there?)", config.bind)
         })?;
         let waiters = Arc::new(Waiters::default());
         let hub = Arc::new(Hub::new(store.stats().await?.events_total));
+        let base_url = match (&config.base_url, listener.local_addr()) {
+            (Some(url), _) => url.trim_end_matches('/').to_owned(),
+            (None, Ok(addr)) => format!("http://{addr}"),
+            (None, Err(_)) => config.bind.clone(),
+        };
+        // Email links are signed with a key derived from the first (signing) webhook secret.
+        let link_secret = secrets
+            .first()
+            .map(|s| s.expose().as_bytes().to_vec())
+            .unwrap_or_default();
+        let (delivery, worker) = delivery_engine(
+            &config,
+            Arc::clone(&store),
+            Arc::clone(&hub),
+            base_url,
+            LinkSigner::new(&link_secret),
+        )?;
         let state = AppState {
             ingestor: Ingestor::spawn(Arc::clone(&store), Arc::clone(&hub)),
             store,
@@ -71,11 +102,13 @@ impl App {
             )),
             config: Arc::new(config),
             shutdown: CancellationToken::new(),
+            delivery,
         };
         Ok(App {
             listener,
             state,
             first_run,
+            worker,
         })
     }
 
@@ -106,7 +139,7 @@ impl App {
     /// Serves until `shutdown` resolves, then stops accepting, releases long-polls and waits for
     /// in-flight requests to finish.
     pub async fn run_until_stopped(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let cancel = self.state.shutdown.clone();
@@ -116,6 +149,10 @@ impl App {
             self.state.config.sweep_interval(),
             cancel.clone(),
         ));
+        let worker = self
+            .worker
+            .take()
+            .map(|w| tokio::spawn(w.run(self.state.delivery.wake.clone(), cancel.clone())));
         // With PostgreSQL other nodes may write too: poll for their commits.
         let poll = (self.state.store.backend() == "postgres").then(|| Duration::from_millis(200));
         let tail = tokio::spawn(Arc::clone(&self.state.hub).run(
@@ -138,9 +175,69 @@ impl App {
         cancel.cancel();
         let _ = sweeper.await;
         let _ = tail.await;
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
         info!("stopped");
         Ok(())
     }
+}
+
+/// Builds the channels, the handlers' delivery context and (unless disabled) the worker.
+fn delivery_engine(
+    config: &Config,
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    base_url: String,
+    links: LinkSigner,
+) -> anyhow::Result<(Arc<DeliveryContext>, Option<Worker>)> {
+    let cfg = &config.delivery;
+    let guard = Arc::new(Guard::new(&cfg.outbound_allow).map_err(anyhow::Error::msg)?);
+    let outbound = Outbound::new(Arc::clone(&guard), cfg.connect_timeout(), cfg.timeout())
+        .context("building the outbound HTTP client")?;
+    let slack_bot = cfg.slack_bot_token.is_some() && cfg.slack_channel.is_some();
+    let slack = (slack_bot
+        || cfg.slack_webhook_url.is_some()
+        || cfg.slack_signing_secret.is_some())
+    .then(|| Slack {
+        outbound: outbound.clone(),
+        api_url: cfg.slack_api_url.clone(),
+        bot_token: cfg.slack_bot_token.clone(),
+        channel: cfg.slack_channel.clone(),
+        webhook_url: cfg.slack_webhook_url.clone(),
+        base_url: base_url.clone(),
+    });
+    let email = Mailer::from_config(cfg, links.clone(), base_url.clone())
+        .context("building the SMTP transport")?;
+    let channels = Arc::new(Channels {
+        store: Arc::clone(&store),
+        webhook: Webhooks { outbound },
+        slack,
+        email,
+    });
+    let worker = cfg.worker_enabled.then(|| {
+        Worker::new(
+            store,
+            channels,
+            WorkerSettings {
+                policy: cfg.retry_policy().unwrap_or_default(),
+                lease: cfg.lease(),
+                concurrency: cfg.concurrency,
+                poll: cfg.poll(),
+            },
+            hub,
+        )
+    });
+    let context = DeliveryContext {
+        wake: Wake::default(),
+        guard,
+        links,
+        base_url,
+        slack_signing_secret: cfg.slack_signing_secret.clone(),
+        slack_allowed_users: cfg.slack_allowed_users.clone(),
+        slack_bot,
+    };
+    Ok((Arc::new(context), worker))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

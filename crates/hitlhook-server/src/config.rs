@@ -138,6 +138,10 @@ pub struct Config {
     /// balancer; default: a random key per process (tokens then work on the node that made them).
     #[arg(long, env = "HITLHOOK_STREAM_TOKEN_SECRET", hide_env_values = true)]
     pub stream_token_secret: Option<Secret>,
+
+    /// Slack, email, outbound webhooks: channels, retries, timeouts, SSRF allow-list.
+    #[command(flatten)]
+    pub delivery: crate::delivery::config::DeliveryConfig,
 }
 
 impl Config {
@@ -197,6 +201,7 @@ impl Config {
             stream_send_timeout_ms: 10_000,
             stream_token_ttl_secs: 60,
             stream_token_secret: None,
+            delivery: crate::delivery::config::DeliveryConfig::default(),
         }
     }
 }

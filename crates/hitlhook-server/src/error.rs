@@ -42,6 +42,8 @@ pub enum ApiError {
         extra: Map<String, Value>,
     },
     #[error("{detail}")]
+    Gone { code: &'static str, detail: String },
+    #[error("{detail}")]
     Unavailable { detail: String },
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -110,6 +112,7 @@ impl ApiError {
                 code,
                 "Unprocessable request",
             ),
+            ApiError::Gone { code, .. } => (StatusCode::GONE, code, "Gone"),
             ApiError::Unavailable { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

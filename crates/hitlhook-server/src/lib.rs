@@ -1,11 +1,14 @@
 //! hitlhook's server as a library: configuration, the HTTP API, authentication, the group-commit
-//! ingest path, long-poll waiters, the expiry sweeper, the live stream and the web inbox. The `hitlhook` binary is a thin CLI on
+//! ingest path, long-poll waiters, the expiry sweeper, the live stream, the web inbox and the
+//! delivery engine (Slack, email, outbound webhooks). The `hitlhook` binary is a thin CLI on
 //! top; tests build the same [`App`] on port 0.
 
 pub mod app;
 pub mod bootstrap;
 pub mod config;
+pub mod delivery;
 pub mod error;
+pub mod html;
 pub mod http;
 pub mod hub;
 pub mod ingest;

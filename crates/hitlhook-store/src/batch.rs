@@ -12,10 +12,11 @@
 use std::collections::HashMap;
 
 use hitlhook_domain::action;
-use hitlhook_domain::{Checkpoint, Execution, Timestamp};
+use hitlhook_domain::{Checkpoint, Execution, ExecutionStatus, Occurrence, Timestamp};
 use sqlx::{Acquire, AnyConnection, AssertSqlSafe, Row};
 
 use crate::model::{IngestItem, IngestOutcome, IngestRejection, Receipt};
+use crate::outbox::Planner;
 use crate::rows::{self, CHECKPOINT_COLUMNS, EXECUTION_COLUMNS};
 use crate::sql::{Backend, Param, Step, ingest_one, new_checkpoint_id, receipt_by_seq};
 use crate::{StoreError, StoreResult};
@@ -113,10 +114,19 @@ async fn fetch_in(
     Ok(out)
 }
 
-/// Writes `items` inside the caller's transaction. On `Err` the caller must roll back.
+/// An execution's status change seen in the batch, for `execution.updated` deliveries.
+struct StatusChange {
+    execution: Execution,
+    previous: Option<ExecutionStatus>,
+    at: Timestamp,
+}
+
+/// Writes `items` inside the caller's transaction, with the deliveries they cause (planned by
+/// `planner`, exactly as the per-event path does). On `Err` the caller must roll back.
 pub async fn ingest_fast(
     c: &mut AnyConnection,
     backend: Backend,
+    planner: &mut Planner,
     items: &[IngestItem],
 ) -> Result<Vec<IngestOutcome>, FastPathError> {
     let keys: Vec<&str> = items.iter().map(|i| i.identity.0.as_str()).collect();
@@ -168,6 +178,7 @@ pub async fn ingest_fast(
     let mut batch_checkpoints: HashMap<String, usize> = HashMap::new();
     let mut segment: Vec<usize> = Vec::new();
     let mut seqs: HashMap<usize, i64> = HashMap::new();
+    let mut changes: Vec<StatusChange> = Vec::new();
 
     for (i, item) in items.iter().enumerate() {
         let env = &item.envelope;
@@ -240,7 +251,7 @@ pub async fn ingest_fast(
                 .await?;
                 segment.clear();
                 let mut sp = (&mut *c).begin().await?;
-                let outcome = match ingest_one(&mut sp, item).await? {
+                let outcome = match ingest_one(&mut sp, planner, item).await? {
                     Step::Keep(outcome) => {
                         sp.commit().await?;
                         outcome
@@ -267,6 +278,16 @@ pub async fn ingest_fast(
                 planned.push(Planned::Done(outcome));
                 continue;
             }
+            // New only when this very item creates it (as in the per-event path).
+            let created_here = state.first_item == Some(i) && state.first_seq.is_none();
+            let before = (!created_here).then_some(state.execution.status);
+            if before != Some(next.status) {
+                changes.push(StatusChange {
+                    execution: next.clone(),
+                    previous: before,
+                    at: item.received_at,
+                });
+            }
             state.execution = next;
             state.dirty = true;
         }
@@ -287,6 +308,32 @@ pub async fn ingest_fast(
         &mut seqs,
     )
     .await?;
+
+    // Deliveries, in the same transaction, as the per-event path plans them.
+    for (i, plan) in planned.iter().enumerate() {
+        if let Planned::Accept {
+            checkpoint: Some(cp),
+        } = plan
+        {
+            let recipients = items[i]
+                .envelope
+                .checkpoint
+                .as_ref()
+                .map_or(&[][..], |spec| &spec.recipients[..]);
+            let occurrence = Occurrence::CheckpointCreated {
+                checkpoint: cp,
+                recipients,
+            };
+            planner.emit(c, occurrence, items[i].received_at).await?;
+        }
+    }
+    for change in &changes {
+        let occurrence = Occurrence::ExecutionChanged {
+            execution: &change.execution,
+            previous: change.previous,
+        };
+        planner.emit(c, occurrence, change.at).await?;
+    }
 
     let mut outcomes: Vec<Option<IngestOutcome>> = Vec::with_capacity(items.len());
     for (i, plan) in planned.iter_mut().enumerate() {

@@ -4,6 +4,7 @@
 
 mod batch;
 mod model;
+mod outbox;
 mod rows;
 mod sql;
 #[cfg(feature = "testing")]
@@ -12,9 +13,14 @@ pub mod testing;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use hitlhook_domain::{Checkpoint, DecisionRequest, Execution, Timestamp};
+use std::time::Duration;
+
+use hitlhook_domain::{
+    Checkpoint, DecisionRequest, DeliveryPlan, Execution, NewDelivery, Timestamp,
+};
 
 pub use model::*;
+pub use outbox::OutboxSettings;
 pub use sql::{Backend, SqlStore};
 
 /// Errors the store reports. Domain refusals are not errors here: they are outcomes.
@@ -92,6 +98,57 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_api_key(&self, id_or_name: &str, now: Timestamp) -> StoreResult<bool>;
     /// Number of active admin keys (to decide whether a first-run key is needed).
     async fn count_admin_keys(&self) -> StoreResult<i64>;
+
+    /// Sets the channels deliveries are planned for, and the default attempt limit. Every state
+    /// change after this writes its deliveries in the same transaction.
+    fn set_delivery_plan(&self, plan: DeliveryPlan, max_attempts: u32);
+
+    /// Writes deliveries that follow no state change (a Slack modal, a reply to a click), due
+    /// now. Returns their ids.
+    async fn enqueue_deliveries(
+        &self,
+        deliveries: &[NewDelivery],
+        now: Timestamp,
+    ) -> StoreResult<Vec<String>>;
+
+    /// Claims up to `max` due deliveries for `owner` with a lease of `lease` (committed before
+    /// returning, so the caller may then do network I/O). Each claim counts as an attempt. A row
+    /// whose lease ends without a recorded outcome comes due again.
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        max: u32,
+        owner: &str,
+    ) -> StoreResult<Vec<Delivery>>;
+
+    /// Records the outcome of a claimed attempt; `false` if the lease was lost meanwhile (the
+    /// outcome is then ignored). A dead letter also writes a `delivery.dead` event.
+    async fn record_attempt(
+        &self,
+        claimed: &Delivery,
+        outcome: AttemptOutcome,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+
+    /// When the earliest pending delivery is due (leased ones: when their lease ends).
+    async fn next_delivery_due(&self) -> StoreResult<Option<Timestamp>>;
+
+    async fn get_delivery(&self, id: &str) -> StoreResult<Option<Delivery>>;
+
+    /// Lists deliveries newest first.
+    async fn list_deliveries(&self, query: &DeliveryQuery) -> StoreResult<Page<Delivery>>;
+
+    /// Makes a finished delivery (dead, delivered or skipped) due now with fresh attempts.
+    async fn retry_delivery(&self, id: &str, now: Timestamp) -> StoreResult<RetryOutcome>;
+
+    async fn create_subscription(&self, new: NewSubscription) -> StoreResult<Subscription>;
+    /// A subscription by id, removed ones included (their pending deliveries need to know).
+    async fn get_subscription(&self, id: &str) -> StoreResult<Option<Subscription>>;
+    /// Active subscriptions.
+    async fn list_subscriptions(&self) -> StoreResult<Vec<Subscription>>;
+    /// Removes (disables) a subscription; `false` when no active one matched.
+    async fn remove_subscription(&self, id: &str, now: Timestamp) -> StoreResult<bool>;
 }
 
 /// Opens the store named by a `DATABASE_URL`: `sqlite://path`, `sqlite:path` or `postgres://...`.

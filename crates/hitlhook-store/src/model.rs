@@ -1,8 +1,8 @@
 //! The values that cross the store boundary: what goes in, what comes out.
 
 use hitlhook_domain::{
-    Checkpoint, CheckpointStatus, DecideError, EventEnvelope, EventIdentity, ExecutionStatus,
-    Scope, SpecError, Timestamp,
+    Checkpoint, CheckpointStatus, DecideError, DeliveryKind, DeliveryState, EventEnvelope,
+    EventIdentity, ExecutionStatus, Scope, SpecError, Timestamp,
 };
 
 /// One authenticated incoming event, ready to be written.
@@ -156,4 +156,93 @@ pub struct ApiKey {
     pub prefix: String,
     pub created_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
+}
+
+/// One row of the delivery outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub seq: i64,
+    /// Also the idempotency key: the same on every attempt (`webhook-id`, email `Message-ID`).
+    pub id: String,
+    pub kind: DeliveryKind,
+    pub checkpoint_id: Option<String>,
+    pub kickoff_id: Option<String>,
+    pub event_type: String,
+    pub target: String,
+    /// JSON text.
+    pub payload: String,
+    pub state: DeliveryState,
+    /// Attempts started so far (a claim counts as an attempt, even if the worker then crashed).
+    pub attempts: i64,
+    pub max_attempts: i64,
+    /// When the next attempt is due; while leased, when the lease ends.
+    pub next_at: Timestamp,
+    /// The worker holding the lease, while one does.
+    pub lease_owner: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub delivered_at: Option<Timestamp>,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    /// JSON the receiver answered that later deliveries need (a Slack message's channel and ts).
+    pub result: Option<String>,
+}
+
+/// How an attempt ended, as the worker records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered {
+        status: Option<u16>,
+        result: Option<String>,
+    },
+    /// Failed; retried at `next_at`, or a dead letter when `next_at` is `None`.
+    Failed {
+        status: Option<u16>,
+        error: String,
+        next_at: Option<Timestamp>,
+    },
+    /// Not sent, because it no longer made sense.
+    Skipped { reason: String },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryQuery {
+    pub state: Option<DeliveryState>,
+    pub checkpoint_id: Option<String>,
+    pub kind: Option<DeliveryKind>,
+    pub limit: u32,
+    /// Newest first; the `next_cursor` of the previous page.
+    pub cursor: Option<i64>,
+}
+
+/// The result of [`crate::Store::retry_delivery`].
+#[derive(Debug, Clone)]
+pub enum RetryOutcome {
+    /// Due again now, with a fresh set of attempts.
+    Revived(Delivery),
+    /// Still pending: nothing to revive.
+    Pending(Delivery),
+    NotFound,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSubscription {
+    pub id: String,
+    pub url: String,
+    pub secret: String,
+    pub event_types: Vec<String>,
+    pub description: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// A webhook subscriber. The secret is kept because every delivery is signed with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub id: String,
+    pub url: String,
+    pub secret: String,
+    pub event_types: Vec<String>,
+    pub description: Option<String>,
+    pub created_at: Timestamp,
+    pub disabled_at: Option<Timestamp>,
 }

@@ -2,13 +2,14 @@
 
 use hitlhook_domain::action;
 use hitlhook_domain::{
-    Action, Checkpoint, CheckpointStatus, Decision, Execution, ExecutionStatus, Scope, Timestamp,
+    Action, Checkpoint, CheckpointStatus, Decision, DeliveryKind, DeliveryState, Execution,
+    ExecutionStatus, Scope, Timestamp,
 };
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::StoreError;
-use crate::model::{ApiKey, Receipt, StoredEvent};
+use crate::model::{ApiKey, Delivery, Receipt, StoredEvent, Subscription};
 
 pub const CHECKPOINT_COLUMNS: &str = "id, name, kickoff_id, context, allowed_actions, status, \
     created_at, expires_at, on_timeout, decision_action, decision_feedback, decided_by, \
@@ -131,5 +132,61 @@ pub fn api_key(row: &AnyRow) -> Result<ApiKey, StoreError> {
         prefix: row.try_get("prefix")?,
         created_at: ts(row, "created_at")?,
         revoked_at: opt_ts(row, "revoked_at")?,
+    })
+}
+
+pub const DELIVERY_COLUMNS: &str = "seq, id, kind, checkpoint_id, kickoff_id, event_type, target, \
+    payload, state, attempts, max_attempts, next_at, lease_owner, created_at, updated_at, \
+    delivered_at, last_status, last_error, result";
+
+pub const SUBSCRIPTION_COLUMNS: &str =
+    "id, url, secret, event_types, description, created_at, disabled_at";
+
+pub fn delivery(row: &AnyRow) -> Result<Delivery, StoreError> {
+    let kind_text: String = row.try_get("kind")?;
+    let state_text: String = row.try_get("state")?;
+    Ok(Delivery {
+        seq: row.try_get("seq")?,
+        id: row.try_get("id")?,
+        kind: DeliveryKind::parse(&kind_text)
+            .ok_or_else(|| corrupt("delivery kind", &kind_text))?,
+        checkpoint_id: row.try_get("checkpoint_id")?,
+        kickoff_id: row.try_get("kickoff_id")?,
+        event_type: row.try_get("event_type")?,
+        target: row.try_get("target")?,
+        payload: row.try_get("payload")?,
+        state: DeliveryState::parse(&state_text)
+            .ok_or_else(|| corrupt("delivery state", &state_text))?,
+        attempts: row.try_get("attempts")?,
+        max_attempts: row.try_get("max_attempts")?,
+        next_at: ts(row, "next_at")?,
+        lease_owner: row.try_get("lease_owner")?,
+        created_at: ts(row, "created_at")?,
+        updated_at: ts(row, "updated_at")?,
+        delivered_at: opt_ts(row, "delivered_at")?,
+        last_status: row.try_get("last_status")?,
+        last_error: row.try_get("last_error")?,
+        result: row.try_get("result")?,
+    })
+}
+
+/// Splits the stored comma-separated filter list.
+pub fn event_types(text: &str) -> Vec<String> {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+pub fn subscription(row: &AnyRow) -> Result<Subscription, StoreError> {
+    let types: String = row.try_get("event_types")?;
+    Ok(Subscription {
+        id: row.try_get("id")?,
+        url: row.try_get("url")?,
+        secret: row.try_get("secret")?,
+        event_types: event_types(&types),
+        description: row.try_get("description")?,
+        created_at: ts(row, "created_at")?,
+        disabled_at: opt_ts(row, "disabled_at")?,
     })
 }

@@ -5,13 +5,15 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use hitlhook_domain::action;
 use hitlhook_domain::execution::CheckpointClosed;
 use hitlhook_domain::{
-    Checkpoint, CheckpointStatus, Decided, DecisionRequest, Execution, Timestamp,
+    Checkpoint, CheckpointStatus, Decided, DecisionRequest, DeliveryPlan, Execution, NewDelivery,
+    Occurrence, Timestamp,
 };
 use serde_json::json;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -21,6 +23,7 @@ use tracing::warn;
 
 use crate::batch;
 use crate::model::*;
+use crate::outbox::{self, OutboxSettings, Planner};
 use crate::rows::{self, API_KEY_COLUMNS, CHECKPOINT_COLUMNS, EVENT_COLUMNS, EXECUTION_COLUMNS};
 use crate::{Store, StoreError, StoreResult};
 
@@ -44,6 +47,8 @@ pub struct SqlStore {
     backend: Backend,
     writer: AnyPool,
     reader: AnyPool,
+    /// Channels and limits for planning deliveries; replaced by `set_delivery_plan`.
+    outbox: RwLock<Arc<OutboxSettings>>,
 }
 
 impl SqlStore {
@@ -71,6 +76,7 @@ impl SqlStore {
                 backend: Backend::Sqlite,
                 writer,
                 reader,
+                outbox: RwLock::default(),
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = AnyPoolOptions::new()
@@ -82,6 +88,7 @@ impl SqlStore {
                 backend: Backend::Postgres,
                 writer: pool.clone(),
                 reader: pool,
+                outbox: RwLock::default(),
             })
         } else {
             Err(StoreError::UnsupportedUrl(crate::redact_url(url)))
@@ -91,6 +98,22 @@ impl SqlStore {
     #[must_use]
     pub fn kind(&self) -> Backend {
         self.backend
+    }
+
+    fn planner_max_attempts(&self) -> u32 {
+        match self.outbox.read() {
+            Ok(guard) => guard.max_attempts,
+            Err(poisoned) => poisoned.into_inner().max_attempts,
+        }
+    }
+
+    fn planner(&self) -> Planner {
+        // A poisoned lock only means a panic elsewhere mid-write of an Arc: the value is whole.
+        let settings = match self.outbox.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        };
+        Planner::new(settings)
     }
 }
 
@@ -130,7 +153,7 @@ pub(crate) enum Param {
     OptText(Option<String>),
 }
 
-async fn fetch_dynamic(
+pub(crate) async fn fetch_dynamic(
     pool: &AnyPool,
     sql: String,
     params: Vec<Param>,
@@ -197,19 +220,22 @@ pub(crate) async fn load_execution(
 }
 
 /// The columns of a new event row.
-struct NewEvent<'a> {
-    key: &'a str,
-    event_type: &'a str,
-    kickoff_id: Option<&'a str>,
-    checkpoint_id: Option<&'a str>,
-    source: &'a str,
-    received_at: Timestamp,
-    occurred_at: Option<Timestamp>,
-    payload: &'a str,
+pub(crate) struct NewEvent<'a> {
+    pub key: &'a str,
+    pub event_type: &'a str,
+    pub kickoff_id: Option<&'a str>,
+    pub checkpoint_id: Option<&'a str>,
+    pub source: &'a str,
+    pub received_at: Timestamp,
+    pub occurred_at: Option<Timestamp>,
+    pub payload: &'a str,
 }
 
 /// Inserts an event; `None` when its key exists already (a concurrent duplicate).
-async fn insert_event(c: &mut AnyConnection, e: &NewEvent<'_>) -> StoreResult<Option<i64>> {
+pub(crate) async fn insert_event(
+    c: &mut AnyConnection,
+    e: &NewEvent<'_>,
+) -> StoreResult<Option<i64>> {
     let seq: Option<i64> = sqlx::query_scalar(
         "insert into events (event_key, event_type, kickoff_id, checkpoint_id, source, received_at, occurred_at, payload) \
          values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (event_key) do nothing returning seq",
@@ -340,6 +366,7 @@ async fn save_execution(c: &mut AnyConnection, ex: &Execution, first_seq: i64) -
 /// and every other checkpoint closed on the way, or `None` if `cp` was closed concurrently.
 async fn apply_close(
     c: &mut AnyConnection,
+    planner: &mut Planner,
     next: &Checkpoint,
     source: &str,
     now: Timestamp,
@@ -355,14 +382,19 @@ async fn apply_close(
         _ => ("checkpoint.expired", CheckpointClosed::Expired),
     };
     let seq = insert_own_event(c, event_type, next, source, now).await?;
+    planner
+        .emit(c, Occurrence::CheckpointClosed { checkpoint: next }, now)
+        .await?;
     let mut cascade = Vec::new();
     if let Some(kickoff) = &next.kickoff_id
         && let Some(mut ex) = load_execution(c, kickoff).await?
     {
+        let before = ex.status;
         if ex.on_checkpoint_closed(how, now).cancel_pending {
-            cascade = cancel_pending(c, &mut ex, "execution stopped", now).await?;
+            cascade = cancel_pending(c, planner, &mut ex, "execution stopped", now).await?;
         }
         save_execution(c, &ex, seq).await?;
+        planner.execution_saved(c, Some(before), &ex, now).await?;
     }
     Ok(Some((seq, cascade)))
 }
@@ -370,6 +402,7 @@ async fn apply_close(
 /// Cancels every pending checkpoint of an execution that just ended.
 async fn cancel_pending(
     c: &mut AnyConnection,
+    planner: &mut Planner,
     ex: &mut Execution,
     reason: &str,
     now: Timestamp,
@@ -388,6 +421,9 @@ async fn cancel_pending(
         };
         if close_checkpoint(c, &next).await? {
             insert_own_event(c, "checkpoint.cancelled", &next, "hitlhook", now).await?;
+            planner
+                .emit(c, Occurrence::CheckpointClosed { checkpoint: &next }, now)
+                .await?;
             let _ = ex.on_checkpoint_closed(CheckpointClosed::Cancelled, now);
             cancelled.push(next);
         }
@@ -395,7 +431,11 @@ async fn cancel_pending(
     Ok(cancelled)
 }
 
-pub(crate) async fn ingest_one(c: &mut AnyConnection, item: &IngestItem) -> StoreResult<Step> {
+pub(crate) async fn ingest_one(
+    c: &mut AnyConnection,
+    planner: &mut Planner,
+    item: &IngestItem,
+) -> StoreResult<Step> {
     if let Some(receipt) = find_receipt(c, &item.identity.0).await? {
         return Ok(Step::Discard(IngestOutcome::Duplicate(receipt)));
     }
@@ -450,17 +490,29 @@ pub(crate) async fn ingest_one(c: &mut AnyConnection, item: &IngestItem) -> Stor
                 IngestRejection::CheckpointConflict(cp.id.clone()),
             )));
         }
+        let recipients = env
+            .checkpoint
+            .as_ref()
+            .map_or(&[][..], |spec| &spec.recipients[..]);
+        let occurrence = Occurrence::CheckpointCreated {
+            checkpoint: cp,
+            recipients,
+        };
+        planner.emit(c, occurrence, item.received_at).await?;
     }
     let mut closed = Vec::new();
     if let Some(kickoff) = &env.kickoff_id {
-        let mut ex = load_execution(c, kickoff)
-            .await?
-            .unwrap_or_else(|| Execution::new(kickoff.clone(), item.received_at));
+        let existing = load_execution(c, kickoff).await?;
+        let before = existing.as_ref().map(|ex| ex.status);
+        let mut ex = existing.unwrap_or_else(|| Execution::new(kickoff.clone(), item.received_at));
         if ex.on_event(&env.kind, item.received_at).cancel_pending {
             let reason = format!("execution {}", ex.status.as_str());
-            closed = cancel_pending(c, &mut ex, &reason, item.received_at).await?;
+            closed = cancel_pending(c, planner, &mut ex, &reason, item.received_at).await?;
         }
         save_execution(c, &ex, seq).await?;
+        planner
+            .execution_saved(c, before, &ex, item.received_at)
+            .await?;
     }
     let receipt = Receipt {
         seq,
@@ -476,12 +528,12 @@ pub(crate) async fn ingest_one(c: &mut AnyConnection, item: &IngestItem) -> Stor
     }))
 }
 
-fn clamp_limit(limit: u32) -> i64 {
+pub(crate) fn clamp_limit(limit: u32) -> i64 {
     i64::from(limit.clamp(1, 1000))
 }
 
 /// Splits a fetched `limit + 1` rows into a page and the next cursor.
-fn page<T>(mut items: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> i64) -> Page<T> {
+pub(crate) fn page<T>(mut items: Vec<T>, limit: i64, cursor_of: impl Fn(&T) -> i64) -> Page<T> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let next_cursor = if items.len() > limit {
         items.truncate(limit);
@@ -517,7 +569,8 @@ impl Store for SqlStore {
 
     async fn ingest(&self, batch: Vec<IngestItem>) -> StoreResult<Vec<IngestOutcome>> {
         let mut tx = self.writer.begin().await?;
-        match batch::ingest_fast(&mut tx, self.backend, &batch).await {
+        let mut planner = self.planner();
+        match batch::ingest_fast(&mut tx, self.backend, &mut planner, &batch).await {
             Ok(outcomes) => {
                 tx.commit().await?;
                 return Ok(outcomes);
@@ -529,11 +582,13 @@ impl Store for SqlStore {
             }
         }
         let mut tx = self.writer.begin().await?;
+        // Deliveries planned by the abandoned attempt were rolled back with it: plan afresh.
+        let mut planner = self.planner();
         let mut outcomes = Vec::with_capacity(batch.len());
         for item in &batch {
             // A savepoint per item: one bad item is rolled back alone and the batch goes on.
             let mut sp = (&mut tx).begin().await?;
-            match ingest_one(&mut sp, item).await {
+            match ingest_one(&mut sp, &mut planner, item).await {
                 Ok(Step::Keep(outcome)) => {
                     sp.commit().await?;
                     outcomes.push(outcome);
@@ -566,6 +621,7 @@ impl Store for SqlStore {
         // which then yields Unchanged or Refused.
         for _ in 0..2 {
             let mut tx = self.writer.begin().await?;
+            let mut planner = self.planner();
             let Some(current) = load_checkpoint(&mut tx, checkpoint_id).await? else {
                 return Ok(DecideOutcome::NotFound);
             };
@@ -579,7 +635,9 @@ impl Store for SqlStore {
                 Ok(Decided::Unchanged) => return Ok(DecideOutcome::Unchanged(current)),
                 Ok(Decided::New(next)) => *next,
             };
-            if let Some((seq, cancelled)) = apply_close(&mut tx, &next, source, now).await? {
+            if let Some((seq, cancelled)) =
+                apply_close(&mut tx, &mut planner, &next, source, now).await?
+            {
                 tx.commit().await?;
                 return Ok(DecideOutcome::Decided {
                     checkpoint: next,
@@ -595,6 +653,7 @@ impl Store for SqlStore {
 
     async fn expire_due(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<Checkpoint>> {
         let mut tx = self.writer.begin().await?;
+        let mut planner = self.planner();
         let sql = format!(
             "select {CHECKPOINT_COLUMNS} from checkpoints where status = 'pending' and expires_at is not null \
              and expires_at <= $1 order by expires_at limit $2"
@@ -609,7 +668,9 @@ impl Store for SqlStore {
             let Some(next) = rows::checkpoint(row)?.expire(now) else {
                 continue;
             };
-            if let Some((_, cascade)) = apply_close(&mut tx, &next, "hitlhook", now).await? {
+            if let Some((_, cascade)) =
+                apply_close(&mut tx, &mut planner, &next, "hitlhook", now).await?
+            {
                 changed.push(next);
                 changed.extend(cascade);
             }
@@ -787,6 +848,84 @@ impl Store for SqlStore {
             .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    fn set_delivery_plan(&self, plan: DeliveryPlan, max_attempts: u32) {
+        let settings = Arc::new(OutboxSettings { plan, max_attempts });
+        match self.outbox.write() {
+            Ok(mut guard) => *guard = settings,
+            Err(poisoned) => *poisoned.into_inner() = settings,
+        }
+    }
+
+    async fn enqueue_deliveries(
+        &self,
+        deliveries: &[NewDelivery],
+        now: Timestamp,
+    ) -> StoreResult<Vec<String>> {
+        let max = self.planner_max_attempts();
+        let mut tx = self.writer.begin().await?;
+        let mut ids = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            ids.push(outbox::insert(&mut tx, d, now, max).await?);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        max: u32,
+        owner: &str,
+    ) -> StoreResult<Vec<Delivery>> {
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        outbox::claim(&self.writer, self.backend, now, lease_ms, max, owner).await
+    }
+
+    async fn record_attempt(
+        &self,
+        claimed: &Delivery,
+        outcome: AttemptOutcome,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut tx = self.writer.begin().await?;
+        let applied = outbox::record(&mut tx, claimed, &outcome, now).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn next_delivery_due(&self) -> StoreResult<Option<Timestamp>> {
+        outbox::next_due(&self.reader).await
+    }
+
+    async fn get_delivery(&self, id: &str) -> StoreResult<Option<Delivery>> {
+        outbox::get(&self.reader, id).await
+    }
+
+    async fn list_deliveries(&self, query: &DeliveryQuery) -> StoreResult<Page<Delivery>> {
+        outbox::list(&self.reader, query).await
+    }
+
+    async fn retry_delivery(&self, id: &str, now: Timestamp) -> StoreResult<RetryOutcome> {
+        outbox::retry(&self.writer, id, now).await
+    }
+
+    async fn create_subscription(&self, new: NewSubscription) -> StoreResult<Subscription> {
+        outbox::create_subscription(&self.writer, new).await
+    }
+
+    async fn get_subscription(&self, id: &str) -> StoreResult<Option<Subscription>> {
+        outbox::get_subscription(&self.reader, id).await
+    }
+
+    async fn list_subscriptions(&self) -> StoreResult<Vec<Subscription>> {
+        outbox::list_subscriptions(&self.reader).await
+    }
+
+    async fn remove_subscription(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
+        outbox::remove_subscription(&self.writer, id, now).await
     }
 
     async fn count_admin_keys(&self) -> StoreResult<i64> {

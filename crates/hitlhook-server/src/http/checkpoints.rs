@@ -173,27 +173,41 @@ async fn decide(
         decided_by: d.decided_by.unwrap_or_else(|| caller.label()),
         channel: d.channel.unwrap_or_else(|| "api".to_owned()),
     };
-    let outcome = state
-        .store
-        .decide(id, request, &caller.label(), Timestamp::now())
-        .await?;
-    match outcome {
+    match apply_decision(state, id, request, &caller.label()).await? {
         DecideOutcome::Decided { checkpoint, .. } => {
-            let decision = checkpoint.decision.as_ref();
-            metrics::counter!(
-                "hitlhook_decisions_total",
-                "action" => decision.map_or("none", |d| d.action.as_str()),
-                "channel" => decision.map_or_else(String::new, |d| d.channel.clone()),
-            )
-            .increment(1);
-            tracing::info!(checkpoint_id = %checkpoint.id, action = ?decision.map(|d| d.action), by = ?decision.map(|d| &d.decided_by), "checkpoint decided");
-            state.hub.committed();
             Ok(axum::Json(CheckpointOut::from(&checkpoint)))
         }
         DecideOutcome::Unchanged(checkpoint) => Ok(axum::Json(CheckpointOut::from(&checkpoint))),
         DecideOutcome::NotFound => Err(ApiError::not_found(format!("no checkpoint {id:?}"))),
         DecideOutcome::Refused { checkpoint, error } => Err(refusal(&checkpoint, error)),
     }
+}
+
+/// Applies a decision from any channel (API, Slack, email): the store's one transaction, then
+/// metrics, a log line, and the change feed, which wakes waiters, live clients and the delivery
+/// worker (which then edits the Slack message and notifies subscribers).
+pub(crate) async fn apply_decision(
+    state: &AppState,
+    id: &str,
+    request: DecisionRequest,
+    source: &str,
+) -> ApiResult<DecideOutcome> {
+    let outcome = state
+        .store
+        .decide(id, request, source, Timestamp::now())
+        .await?;
+    if let DecideOutcome::Decided { checkpoint, .. } = &outcome {
+        let decision = checkpoint.decision.as_ref();
+        metrics::counter!(
+            "hitlhook_decisions_total",
+            "action" => decision.map_or("none", |d| d.action.as_str()),
+            "channel" => decision.map_or_else(String::new, |d| d.channel.clone()),
+        )
+        .increment(1);
+        tracing::info!(checkpoint_id = %checkpoint.id, action = ?decision.map(|d| d.action), by = ?decision.map(|d| &d.decided_by), "checkpoint decided");
+        state.hub.committed();
+    }
+    Ok(outcome)
 }
 
 fn refusal(cp: &hitlhook_domain::Checkpoint, error: DecideError) -> ApiError {

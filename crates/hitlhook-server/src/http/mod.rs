@@ -2,13 +2,16 @@
 //! the layers every request passes through (request ids, metrics, panics as 500s).
 
 pub mod checkpoints;
+pub mod deliveries;
 pub mod dto;
+pub mod email;
 pub mod executions;
 pub mod extract;
 pub mod health;
 pub mod inbox;
 pub mod ingest;
 pub mod keys;
+pub mod slack;
 pub mod stream;
 
 use std::sync::Arc;
@@ -24,6 +27,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::config::Config;
+use crate::delivery::DeliveryContext;
 use crate::error::ApiError;
 use crate::hub::Hub;
 use crate::ingest::Ingestor;
@@ -46,6 +50,8 @@ pub struct AppState {
     /// Mints and checks the browser tokens of the live stream.
     pub stream_tokens: Arc<StreamTokens>,
     pub shutdown: CancellationToken,
+    /// Delivery engine handles: wake the worker, vet URLs, sign email links, Slack settings.
+    pub delivery: Arc<DeliveryContext>,
 }
 
 /// The whole API.
@@ -55,6 +61,9 @@ pub fn router(state: AppState) -> Router {
         .merge(checkpoints::router())
         .merge(executions::router())
         .merge(keys::router())
+        .merge(deliveries::router())
+        .merge(slack::router())
+        .merge(email::router())
         .merge(health::router())
         .merge(stream::router())
         .merge(inbox::router())

@@ -282,6 +282,35 @@ pub fn hmac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
+/// Standard Webhooks headers for an outbound delivery: `webhook-id` (the same on every attempt),
+/// a fresh `webhook-timestamp` and `webhook-signature: v1,<base64>` keyed like inbound secrets
+/// (`whsec_` base64-decoded, anything else its UTF-8 bytes).
+#[must_use]
+pub fn standard_headers(
+    secret: &str,
+    body: &[u8],
+    webhook_id: &str,
+    now_secs: i64,
+) -> Vec<(String, String)> {
+    let key = decode_whsec(secret).unwrap_or_else(|| secret.as_bytes().to_vec());
+    let ts = now_secs.to_string();
+    let tag = STANDARD.encode(hmac(
+        &key,
+        &[webhook_id.as_bytes(), b".", ts.as_bytes(), b".", body],
+    ));
+    vec![
+        ("webhook-id".to_owned(), webhook_id.to_owned()),
+        ("webhook-timestamp".to_owned(), ts),
+        ("webhook-signature".to_owned(), format!("v1,{tag}")),
+    ]
+}
+
+/// Decodes a `whsec_` secret's key bytes (for callers that validate secrets).
+#[must_use]
+pub fn whsec_key(secret: &str) -> Option<Vec<u8>> {
+    decode_whsec(secret)
+}
+
 /// The headers a sender would attach, in every scheme (for `hitlhook sign` and tests).
 #[must_use]
 pub fn sign_headers(
@@ -525,6 +554,27 @@ mod tests {
             let got = k.verify(&h, b, NOW, 300).map(|_| ()).map_err(|e| e.code());
             assert_eq!(got, want, "case {name}");
         }
+    }
+
+    #[test]
+    fn outbound_headers_verify_with_the_inbound_verifier() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let body = br#"{"test": 2432232314}"#;
+        let h = standard_headers(secret, body, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330);
+        assert_eq!(
+            h[2].1, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            "the reference vector"
+        );
+        let map = headers(&[
+            ("webhook-id", h[0].1.clone()),
+            ("webhook-timestamp", h[1].1.clone()),
+            ("webhook-signature", h[2].1.clone()),
+        ]);
+        assert!(
+            keys(&[secret])
+                .verify(&map, body, 1_614_265_330, 300)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -44,7 +44,8 @@ pub struct TestApp {
     pub store: Arc<dyn Store>,
     pub db: TestDb,
     data_dir: PathBuf,
-    tweak: fn(&mut Config),
+    /// Settings changes of this app, kept for `restart`.
+    tweak: Arc<dyn Fn(&mut Config) + Send + Sync>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -64,18 +65,22 @@ impl TestApp {
         Self::spawn_with(db, |_| {}).await
     }
 
-    /// Like [`TestApp::spawn`], with settings changed by `tweak` (kept across restarts).
-    pub async fn spawn_with(db: TestDb, tweak: fn(&mut Config)) -> TestApp {
+    /// Spawns with changed settings (channels, schedules, allow-lists).
+    pub async fn spawn_with(
+        db: TestDb,
+        tweak: impl Fn(&mut Config) + Send + Sync + 'static,
+    ) -> TestApp {
         let data_dir = std::env::temp_dir().join(format!("hitlhook-app-{}", uuid::Uuid::new_v4()));
-        Self::start(db, data_dir, None, tweak).await
+        Self::start(db, data_dir, None, Arc::new(tweak)).await
     }
 
     async fn start(
         db: TestDb,
         data_dir: PathBuf,
         bind: Option<String>,
-        tweak: fn(&mut Config),
+        tweak: Arc<dyn Fn(&mut Config) + Send + Sync>,
     ) -> TestApp {
+        hitlhook_server::delivery::http::install_crypto();
         let mut cfg = config(&db, data_dir.clone());
         tweak(&mut cfg);
         if let Some(bind) = bind {
@@ -106,7 +111,7 @@ impl TestApp {
         let bind = self.base.trim_start_matches("http://").to_owned();
         let db = std::mem::replace(&mut self.db, TestDb::sqlite());
         let data_dir = self.data_dir.clone();
-        Self::start(db, data_dir, Some(bind), self.tweak).await
+        Self::start(db, data_dir, Some(bind), Arc::clone(&self.tweak)).await
     }
 
     pub async fn stop_server(&mut self) {
@@ -278,4 +283,55 @@ pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str
         "{body}"
     );
     body
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, or fails after `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+impl TestApp {
+    /// The deliveries of a checkpoint through the API, oldest first.
+    pub async fn deliveries(&self, checkpoint_id: &str) -> Vec<Value> {
+        let response = self
+            .get(
+                ADMIN_KEY,
+                &format!("/v1/deliveries?checkpoint_id={checkpoint_id}&limit=500"),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.expect("json");
+        let mut items = body["items"].as_array().cloned().unwrap_or_default();
+        items.reverse();
+        items
+    }
+
+    /// Waits until the checkpoint's delivery of `kind` reaches `state`; returns it.
+    pub async fn delivery_in_state(&self, checkpoint_id: &str, kind: &str, state: &str) -> Value {
+        eventually(
+            15,
+            &format!("{kind} delivery of {checkpoint_id} to be {state}"),
+            || async {
+                self.deliveries(checkpoint_id)
+                    .await
+                    .into_iter()
+                    .find(|d| d["kind"] == kind && d["state"] == state)
+            },
+        )
+        .await
+    }
 }

@@ -87,6 +87,16 @@ async fn openapi_documents_every_route() {
         ("post", "/v1/stream-tokens"),
         ("get", "/"),
         ("get", "/inbox/{file}"),
+        ("get", "/v1/deliveries"),
+        ("get", "/v1/deliveries/{id}"),
+        ("post", "/v1/deliveries/{id}/retry"),
+        ("get", "/v1/subscriptions"),
+        ("post", "/v1/subscriptions"),
+        ("get", "/v1/subscriptions/{id}"),
+        ("delete", "/v1/subscriptions/{id}"),
+        ("post", "/slack/interactions"),
+        ("get", "/email/decision"),
+        ("post", "/email/decision"),
     ];
     for (method, path) in routes {
         assert!(

@@ -1,0 +1,204 @@
+//! The `hitlhook` binary's delivery commands (`deliveries`, `subscriptions`, delivery settings in
+//! `config`), run as a user would, on a real SQLite database.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use hitlhook_domain::{DeliveryKind, DeliveryState, NewDelivery, Timestamp};
+use hitlhook_store::AttemptOutcome;
+use hitlhook_store::testing::TestDb;
+
+fn hitlhook(db: &TestDb, args: &[&str]) -> Output {
+    let data_dir = std::env::temp_dir().join(format!("hitlhook-cli-{}", uuid_like()));
+    Command::new(env!("CARGO_BIN_EXE_hitlhook"))
+        .args(args)
+        .env("DATABASE_URL", &db.url)
+        .env("HITLHOOK_DATA_DIR", &data_dir)
+        .env_remove("HITLHOOK_OUTBOUND_ALLOW")
+        .output()
+        .expect("run hitlhook")
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    )
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn subscriptions_and_deliveries_from_the_command_line() {
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+
+    let added = hitlhook(
+        &db,
+        &[
+            "subscriptions",
+            "add",
+            "--url",
+            "https://hooks.example.com/hitl",
+            "--events",
+            "checkpoint.*,execution.updated",
+        ],
+    );
+    let (stdout, stderr) = text(&added);
+    assert!(added.status.success(), "{stderr}");
+    let mut lines = stdout.lines();
+    let id = lines.next().expect("id").to_owned();
+    let secret = lines.next().expect("secret");
+    assert!(
+        id.starts_with("sub_") && secret.starts_with("whsec_"),
+        "{stdout}"
+    );
+    let listed = text(&hitlhook(&db, &["subscriptions", "list"])).0;
+    assert!(
+        listed.contains(&id)
+            && listed.contains("checkpoint.*,execution.updated")
+            && !listed.contains(secret),
+        "{listed}"
+    );
+
+    for (args, want) in [
+        (
+            vec!["subscriptions", "add", "--url", "http://10.0.0.7/hook"],
+            "url: refused outbound address",
+        ),
+        (
+            vec![
+                "subscriptions",
+                "add",
+                "--url",
+                "https://x.example.com/",
+                "--events",
+                "task.started",
+            ],
+            "event_types:",
+        ),
+        (
+            vec![
+                "subscriptions",
+                "add",
+                "--url",
+                "https://x.example.com/",
+                "--secret",
+                "short",
+            ],
+            "secret:",
+        ),
+        (vec!["subscriptions", "remove", "sub_nope"], "no subscriber"),
+        (vec!["deliveries", "retry", "nope"], "no delivery"),
+        (
+            vec!["deliveries", "list", "--state", "failed"],
+            "--state must be",
+        ),
+    ] {
+        let out = hitlhook(&db, &args);
+        assert!(!out.status.success(), "{args:?} must fail");
+        assert!(text(&out).1.contains(want), "{args:?}: {}", text(&out).1);
+    }
+    assert_eq!(
+        store.list_subscriptions().await.expect("list").len(),
+        1,
+        "refused adds wrote nothing"
+    );
+
+    // A dead letter, made the way the worker makes one.
+    let note = NewDelivery {
+        kind: DeliveryKind::Webhook,
+        checkpoint_id: Some("cp-1".into()),
+        kickoff_id: None,
+        event_type: "checkpoint.created".into(),
+        target: id.clone(),
+        payload: "{}".into(),
+        max_attempts: Some(1),
+    };
+    store
+        .enqueue_deliveries(&[note], Timestamp::now())
+        .await
+        .expect("enqueue");
+    let claimed = store
+        .claim_deliveries(Timestamp::now(), Duration::from_secs(60), 1, "test")
+        .await
+        .expect("claim")
+        .remove(0);
+    let dead = AttemptOutcome::Failed {
+        status: Some(500),
+        error: "HTTP 500: boom".into(),
+        next_at: None,
+    };
+    assert!(
+        store
+            .record_attempt(&claimed, dead, Timestamp::now())
+            .await
+            .expect("record")
+    );
+
+    let list = text(&hitlhook(&db, &["deliveries", "list", "--state", "dead"])).0;
+    assert!(
+        list.contains(&claimed.id) && list.contains("HTTP 500: boom") && list.contains("1/1"),
+        "{list}"
+    );
+    let retried = hitlhook(&db, &["deliveries", "retry", &claimed.id]);
+    assert!(retried.status.success(), "{}", text(&retried).1);
+    let d = store
+        .get_delivery(&claimed.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!((d.state, d.attempts), (DeliveryState::Pending, 0));
+    let again = hitlhook(&db, &["deliveries", "retry", &claimed.id]);
+    assert!(!again.status.success() && text(&again).1.contains("still pending"));
+
+    let removed = hitlhook(&db, &["subscriptions", "remove", &id]);
+    assert!(removed.status.success());
+    assert!(store.list_subscriptions().await.expect("list").is_empty());
+}
+
+#[test]
+fn config_shows_delivery_settings_with_secrets_redacted() {
+    let db = TestDb::sqlite();
+    let out = Command::new(env!("CARGO_BIN_EXE_hitlhook"))
+        .arg("config")
+        .env("DATABASE_URL", &db.url)
+        .env(
+            "HITLHOOK_DATA_DIR",
+            std::env::temp_dir().join(format!("hitlhook-cli-{}", uuid_like())),
+        )
+        .env("SLACK_BOT_TOKEN", "xoxb-very-secret-token")
+        .env("SLACK_CHANNEL", "C1")
+        .env("SMTP_PASSWORD", "hunter2hunter2")
+        .env("SMTP_USER", "mailer")
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("HITLHOOK_DELIVERY_SCHEDULE=2s,10s,1m,5m,30m,2h,6h,12h,24h"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("HITLHOOK_DELIVERY_MAX_ATTEMPTS=10"));
+    assert!(
+        stdout.contains("SLACK_BOT_TOKEN=xoxb_…(22 chars)")
+            || stdout.contains("SLACK_BOT_TOKEN=…(22 chars)"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("xoxb-very-secret-token") && !stdout.contains("hunter2hunter2"),
+        "{stdout}"
+    );
+}
