@@ -12,5 +12,6 @@ mod outbox;
 mod slack;
 mod sse;
 mod stream_auth;
+mod subscriptions;
 mod webhooks;
 mod ws;
