@@ -172,7 +172,7 @@ async fn bad_signatures_are_refused_and_change_nothing(db: TestDb) {
         ),
         (
             "crewai: future",
-            crewai_timestamped(SECRET, &body, now + 301),
+            crewai_timestamped(SECRET, &body, now + 310),
             &body,
             401,
             "future_timestamp",
@@ -205,7 +205,7 @@ async fn bad_signatures_are_refused_and_change_nothing(db: TestDb) {
         ),
         (
             "standard: future",
-            standard_only(SECRET, &body, "msg_1", now + 301),
+            standard_only(SECRET, &body, "msg_1", now + 310),
             &body,
             401,
             "future_timestamp",
