@@ -4,63 +4,14 @@
 //! case runs on SQLite and PostgreSQL (when reachable).
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hitlhook_domain::{
-    Action, DecisionRequest, DeliveryKind, DeliveryPlan, DeliveryState, EventEnvelope,
-    EventIdentity, NewDelivery, Timestamp,
-};
-use hitlhook_store::testing::all_backends;
+use hitlhook_domain::{Action, DeliveryKind, DeliveryPlan, DeliveryState, NewDelivery};
 use hitlhook_store::*;
 
-const T0: Timestamp = Timestamp(1_700_000_000_000);
-
-async fn each_backend<F, Fut>(case: F)
-where
-    F: Fn(&'static str, Arc<dyn Store>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    for db in all_backends().await {
-        let store = db.store().await;
-        case(db.name, store).await;
-    }
-}
-
-fn item(identity: &str, body: &serde_json::Value) -> IngestItem {
-    let payload = body.to_string();
-    IngestItem {
-        identity: EventIdentity(identity.to_owned()),
-        envelope: EventEnvelope::parse(payload.as_bytes()).expect("valid envelope"),
-        payload,
-        source: "test".to_owned(),
-        received_at: T0,
-    }
-}
-
-fn checkpoint_event(id: &str, kickoff: &str) -> serde_json::Value {
-    serde_json::json!({"event_type": "checkpoint.required", "checkpoint_id": id,
-        "checkpoint_name": "review", "kickoff_id": kickoff, "context": {"draft": "v1"}})
-}
-
-fn decision(action: Action, feedback: Option<&str>) -> DecisionRequest {
-    DecisionRequest {
-        action,
-        feedback: feedback.map(str::to_owned),
-        decided_by: "alice".into(),
-        channel: "api".into(),
-    }
-}
-
-async fn ingest_one(store: &Arc<dyn Store>, it: IngestItem) -> IngestOutcome {
-    store
-        .ingest(vec![it])
-        .await
-        .expect("ingest")
-        .pop()
-        .expect("one outcome")
-}
+mod common;
+use common::*;
 
 // ---- Delivery outbox ----------------------------------------------------------------------
 
