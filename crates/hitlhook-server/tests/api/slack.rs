@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 use crate::on_both_backends;
-use crate::peers::{Recorded, slack_stand_in};
+use crate::peers::{Receiver, Recorded, slack_stand_in};
 
 on_both_backends!(
     the_bot_posts_block_kit_and_a_click_decides_and_edits_the_message,
@@ -89,6 +89,28 @@ async fn interact(app: &TestApp, payload: &Value) -> reqwest::Response {
         Timestamp::now().unix_seconds(),
     )
     .await
+}
+
+/// Clicks a button as `user`, with the reply going to `reply_path` on the stand-in, and checks
+/// Slack got its 200 (it needs one within 3 s).
+async fn click_ok(
+    app: &TestApp,
+    slack: &Receiver,
+    user: &str,
+    action: &str,
+    checkpoint: &str,
+    reply_path: &str,
+) {
+    let response = interact(
+        app,
+        &click(user, action, checkpoint, &slack.url(reply_path)),
+    )
+    .await;
+    assert_eq!(
+        response.status(),
+        200,
+        "click {action} on {checkpoint} by {user}"
+    );
 }
 
 fn blocks_text(r: &Recorded) -> String {
@@ -211,27 +233,11 @@ async fn repeated_and_late_clicks_change_nothing_and_are_answered_politely(db: T
     let app = TestApp::spawn_with(db, bot(slack.url("/api"))).await;
     app.send_checkpoint("cp-1", "k-1").await;
     slack.wait_for("/api/chat.postMessage", 1, 10).await;
-    assert_eq!(
-        interact(
-            &app,
-            &click("U0ALICE", "continue", "cp-1", &slack.url("/response/1"))
-        )
-        .await
-        .status(),
-        200
-    );
+    click_ok(&app, &slack, "U0ALICE", "continue", "cp-1", "/response/1").await;
     slack.wait_for("/api/chat.update", 1, 10).await;
     let before = app.snapshot().await;
     // The same click again (a double click), and a late click by someone else on Stop.
-    assert_eq!(
-        interact(
-            &app,
-            &click("U0ALICE", "continue", "cp-1", &slack.url("/response/2"))
-        )
-        .await
-        .status(),
-        200
-    );
+    click_ok(&app, &slack, "U0ALICE", "continue", "cp-1", "/response/2").await;
     let mut late = click("U0BOB", "stop", "cp-1", &slack.url("/response/3"));
     late["user"]["username"] = "bob".into();
     assert_eq!(interact(&app, &late).await.status(), 200);
@@ -251,15 +257,7 @@ async fn repeated_and_late_clicks_change_nothing_and_are_answered_politely(db: T
         "repeated and late clicks change nothing"
     );
     // Clicking a checkpoint that does not exist is answered too.
-    assert_eq!(
-        interact(
-            &app,
-            &click("U0ALICE", "skip", "nope", &slack.url("/response/4"))
-        )
-        .await
-        .status(),
-        200
-    );
+    click_ok(&app, &slack, "U0ALICE", "skip", "nope", "/response/4").await;
     let reply = slack.wait_for("/response/4", 1, 10).await.remove(0).json();
     assert!(
         reply["text"]
@@ -308,15 +306,7 @@ async fn revise_opens_a_modal_whose_submission_decides_with_the_feedback(db: Tes
     app.send_checkpoint("cp-1", "k-1").await;
     slack.wait_for("/api/chat.postMessage", 1, 10).await;
     let before = app.snapshot().await;
-    assert_eq!(
-        interact(
-            &app,
-            &click("U0ALICE", "revise", "cp-1", &slack.url("/response/1"))
-        )
-        .await
-        .status(),
-        200
-    );
+    click_ok(&app, &slack, "U0ALICE", "revise", "cp-1", "/response/1").await;
     let open = slack
         .wait_for("/api/views.open", 1, 10)
         .await
@@ -384,15 +374,7 @@ async fn revise_opens_a_modal_whose_submission_decides_with_the_feedback(db: Tes
     );
     assert_eq!(app.snapshot().await, after);
     // Revise on a decided checkpoint opens no modal.
-    assert_eq!(
-        interact(
-            &app,
-            &click("U0ALICE", "revise", "cp-1", &slack.url("/response/9"))
-        )
-        .await
-        .status(),
-        200
-    );
+    click_ok(&app, &slack, "U0ALICE", "revise", "cp-1", "/response/9").await;
     slack.wait_for("/response/9", 1, 10).await;
     assert_eq!(slack.to("/api/views.open").len(), 1);
 }
@@ -484,15 +466,7 @@ async fn only_allowed_responders_may_decide(db: TestDb) {
     app.send_checkpoint("cp-1", "k-1").await;
     slack.wait_for("/api/chat.postMessage", 1, 10).await;
     let before = app.snapshot().await;
-    assert_eq!(
-        interact(
-            &app,
-            &click("U0ALICE", "continue", "cp-1", &slack.url("/response/1"))
-        )
-        .await
-        .status(),
-        200
-    );
+    click_ok(&app, &slack, "U0ALICE", "continue", "cp-1", "/response/1").await;
     let reply = slack.wait_for("/response/1", 1, 10).await.remove(0).json();
     assert!(
         reply["text"]
@@ -501,15 +475,7 @@ async fn only_allowed_responders_may_decide(db: TestDb) {
         "{reply}"
     );
     assert_eq!(app.snapshot().await, before);
-    assert_eq!(
-        interact(
-            &app,
-            &click("U0BOSS", "skip", "cp-1", &slack.url("/response/2"))
-        )
-        .await
-        .status(),
-        200
-    );
+    click_ok(&app, &slack, "U0BOSS", "skip", "cp-1", "/response/2").await;
     assert_eq!(
         app.checkpoint("cp-1").await["decision"]["decided_by"],
         "alice (slack:U0BOSS)"
@@ -534,15 +500,7 @@ async fn an_incoming_webhook_posts_and_a_click_edits_through_response_url(db: Te
         "no token is sent to a webhook"
     );
     // Revise without a bot token cannot open a modal: the clicker is sent to the inbox.
-    assert_eq!(
-        interact(
-            &app,
-            &click("U0ALICE", "revise", "cp-1", &slack.url("/response/1"))
-        )
-        .await
-        .status(),
-        200
-    );
+    click_ok(&app, &slack, "U0ALICE", "revise", "cp-1", "/response/1").await;
     let hint = slack.wait_for("/response/1", 1, 10).await.remove(0).json();
     assert!(
         hint["text"]
@@ -551,15 +509,7 @@ async fn an_incoming_webhook_posts_and_a_click_edits_through_response_url(db: Te
         "{hint}"
     );
     assert!(slack.to("/api/views.open").is_empty());
-    assert_eq!(
-        interact(
-            &app,
-            &click("U0ALICE", "skip", "cp-1", &slack.url("/response/2"))
-        )
-        .await
-        .status(),
-        200
-    );
+    click_ok(&app, &slack, "U0ALICE", "skip", "cp-1", "/response/2").await;
     let edit = slack.wait_for("/response/2", 1, 10).await.remove(0);
     let e = edit.json();
     assert_eq!(e["replace_original"], true);
