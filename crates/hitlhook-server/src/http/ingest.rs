@@ -152,21 +152,26 @@ async fn ingest(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<
     let source = authenticate(state, headers, &bytes).await?;
     require_json(headers)?;
     let incoming = Incoming::parse(&bytes).map_err(envelope_error)?;
-    let payload = String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::MalformedJson {
-        line: 1,
-        column: 1,
-        message: "the body is not valid UTF-8".into(),
-    })?;
     let received_at = Timestamp::now();
     let single = matches!(incoming, Incoming::Single(_));
     let items = match incoming {
-        Incoming::Single(envelope) => vec![IngestItem {
-            identity: identity(headers, &envelope, &bytes),
-            envelope: *envelope,
-            payload,
-            source,
-            received_at,
-        }],
+        Incoming::Single(envelope) => {
+            let identity = identity(headers, &envelope, &bytes);
+            // The whole body is the stored payload; batch events carry their own text instead.
+            let payload =
+                String::from_utf8(Vec::from(bytes)).map_err(|_| ApiError::MalformedJson {
+                    line: 1,
+                    column: 1,
+                    message: "the body is not valid UTF-8".into(),
+                })?;
+            vec![IngestItem {
+                identity,
+                envelope: *envelope,
+                payload,
+                source,
+                received_at,
+            }]
+        }
         Incoming::Batch(events) => events
             .into_iter()
             .map(|e| IngestItem {
