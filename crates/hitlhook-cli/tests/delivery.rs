@@ -202,3 +202,91 @@ fn config_shows_delivery_settings_with_secrets_redacted() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn amp_sources_from_the_command_line() {
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+    let added = hitlhook(
+        &db,
+        &[
+            "amp",
+            "sources",
+            "add",
+            "--name",
+            "prod",
+            "--auth",
+            "basic",
+            "--username",
+            "amp",
+            "--deployment-url",
+            "https://crew.crewai.com",
+            "--deployment-token",
+            "dep-token-123",
+            "--emit-continue",
+            "publish",
+        ],
+    );
+    let (stdout, stderr) = text(&added);
+    assert!(added.status.success(), "{stderr}");
+    let password = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("password"))
+        .map(str::trim)
+        .expect("generated password shown");
+    let url_token = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("url_token"))
+        .map(str::trim)
+        .expect("url token shown");
+    assert!(
+        stdout.contains(&format!("/amp/prod/task?token={url_token}")),
+        "{stdout}"
+    );
+    let stored = store
+        .get_amp_source("prod")
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(stored.basic_username.as_deref(), Some("amp"));
+    assert_ne!(
+        stored.password_hash.as_deref(),
+        Some(password),
+        "only a hash is stored"
+    );
+    assert_eq!(stored.emit_map.on_continue.as_deref(), Some("publish"));
+
+    let listed = text(&hitlhook(&db, &["amp", "sources", "list"])).0;
+    assert!(
+        listed.contains("prod") && listed.contains("https://crew.crewai.com"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(password) && !listed.contains("dep-token-123"),
+        "{listed}"
+    );
+
+    for (args, want) in [
+        (
+            vec![
+                "amp", "sources", "add", "--name", "prod", "--auth", "bearer",
+            ],
+            "exists",
+        ),
+        (
+            vec!["amp", "sources", "add", "--name", "x", "--auth", "oauth"],
+            "auth:",
+        ),
+        (vec!["amp", "sources", "remove", "nope"], "no AMP source"),
+    ] {
+        let out = hitlhook(&db, &args);
+        assert!(!out.status.success());
+        assert!(text(&out).1.contains(want), "{args:?}: {}", text(&out).1);
+    }
+    assert!(
+        hitlhook(&db, &["amp", "sources", "remove", "prod"])
+            .status
+            .success()
+    );
+    assert!(store.get_amp_source("prod").await.expect("read").is_none());
+}

@@ -166,7 +166,7 @@ struct Wire<'a> {
     recipients: Option<Vec<String>>,
 }
 
-fn schema(path: &str, message: impl Into<String>) -> EnvelopeError {
+pub(crate) fn schema(path: &str, message: impl Into<String>) -> EnvelopeError {
     EnvelopeError::Schema {
         path: path.to_owned(),
         message: message.into(),
@@ -265,6 +265,7 @@ impl EventEnvelope {
                 expires_in_seconds: wire.expires_in,
                 on_timeout: wire.on_timeout,
                 recipients,
+                origin: None,
             })
         } else {
             None
@@ -357,7 +358,7 @@ impl Incoming {
 }
 
 /// serde_json appends " at line L column C"; the position is reported separately.
-fn strip_position(message: &str) -> String {
+pub(crate) fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(i) => message[..i].to_owned(),
         None => message.to_owned(),

@@ -14,6 +14,7 @@ use tracing::info;
 
 use crate::bootstrap::{self, FirstRun};
 use crate::config::Config;
+use crate::delivery::amp::Amp;
 use crate::delivery::email::Mailer;
 use crate::delivery::http::Outbound;
 use crate::delivery::slack::Slack;
@@ -87,6 +88,7 @@ impl App {
             LinkSigner::new(&link_secret),
         )?;
         let state = AppState {
+            amp_replay: Arc::default(),
             ingestor: Ingestor::spawn(Arc::clone(&store), Arc::clone(&hub)),
             store,
             waiters,
@@ -211,9 +213,14 @@ fn delivery_engine(
         .context("building the SMTP transport")?;
     let channels = Arc::new(Channels {
         store: Arc::clone(&store),
-        webhook: Webhooks { outbound },
+        webhook: Webhooks {
+            outbound: outbound.clone(),
+        },
         slack,
         email,
+        amp: Amp {
+            outbound: outbound.clone(),
+        },
     });
     let worker = cfg.worker_enabled.then(|| {
         Worker::new(
@@ -236,6 +243,7 @@ fn delivery_engine(
         slack_signing_secret: cfg.slack_signing_secret.clone(),
         slack_allowed_users: cfg.slack_allowed_users.clone(),
         slack_bot,
+        outbound,
     };
     Ok((Arc::new(context), worker))
 }

@@ -315,11 +315,11 @@ pub async fn ingest_fast(
             checkpoint: Some(cp),
         } = plan
         {
-            let recipients = items[i]
-                .envelope
-                .checkpoint
-                .as_ref()
-                .map_or(&[][..], |spec| &spec.recipients[..]);
+            let spec = items[i].envelope.checkpoint.as_ref();
+            if let Some(origin) = spec.and_then(|s| s.origin.as_ref()) {
+                crate::amp::save_origin(c, &cp.id, origin, items[i].received_at).await?;
+            }
+            let recipients = spec.map_or(&[][..], |spec| &spec.recipients[..]);
             let occurrence = Occurrence::CheckpointCreated {
                 checkpoint: cp,
                 recipients,

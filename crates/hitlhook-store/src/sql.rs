@@ -26,6 +26,7 @@ use crate::model::*;
 use crate::outbox::{self, OutboxSettings, Planner};
 use crate::rows::{self, API_KEY_COLUMNS, CHECKPOINT_COLUMNS, EVENT_COLUMNS, EXECUTION_COLUMNS};
 use crate::{Store, StoreError, StoreResult};
+use hitlhook_domain::amp::Origin;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -490,6 +491,9 @@ pub(crate) async fn ingest_one(
                 IngestRejection::CheckpointConflict(cp.id.clone()),
             )));
         }
+        if let Some(origin) = env.checkpoint.as_ref().and_then(|s| s.origin.as_ref()) {
+            crate::amp::save_origin(c, &cp.id, origin, item.received_at).await?;
+        }
         let recipients = env
             .checkpoint
             .as_ref()
@@ -910,6 +914,37 @@ impl Store for SqlStore {
 
     async fn retry_delivery(&self, id: &str, now: Timestamp) -> StoreResult<RetryOutcome> {
         outbox::retry(&self.writer, id, now).await
+    }
+
+    async fn create_amp_source(&self, source: AmpSource) -> StoreResult<AmpSource> {
+        crate::amp::create_source(&self.writer, source).await
+    }
+
+    async fn get_amp_source(&self, name: &str) -> StoreResult<Option<AmpSource>> {
+        let mut c = self.reader.acquire().await?;
+        crate::amp::get_source(&mut c, name).await
+    }
+
+    async fn list_amp_sources(&self) -> StoreResult<Vec<AmpSource>> {
+        crate::amp::list_sources(&self.reader).await
+    }
+
+    async fn remove_amp_source(&self, name: &str) -> StoreResult<bool> {
+        crate::amp::remove_source(&self.writer, name).await
+    }
+
+    async fn get_amp_origin(&self, checkpoint_id: &str) -> StoreResult<Option<Origin>> {
+        let mut c = self.reader.acquire().await?;
+        crate::amp::load_origin(&mut c, checkpoint_id).await
+    }
+
+    async fn save_amp_execution(&self, execution: &AmpExecution) -> StoreResult<()> {
+        crate::amp::save_execution(&self.writer, execution).await
+    }
+
+    async fn get_amp_execution(&self, kickoff_id: &str) -> StoreResult<Option<AmpExecution>> {
+        let mut c = self.reader.acquire().await?;
+        crate::amp::get_execution(&mut c, kickoff_id).await
     }
 
     async fn create_subscription(&self, new: NewSubscription) -> StoreResult<Subscription> {

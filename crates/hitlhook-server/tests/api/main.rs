@@ -1,5 +1,6 @@
 //! API tests: the real app on 127.0.0.1:0, driven over HTTP, on SQLite and on PostgreSQL.
 
+mod amp;
 mod helpers;
 mod peers;
 

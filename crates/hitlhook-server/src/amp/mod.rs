@@ -1,0 +1,4 @@
+//! CrewAI AMP around the HTTP API and the CLI: creating sources ([`source`]), and starting and
+//! reconciling runs on a deployment ([`kickoff`]).
+
+pub mod source;
