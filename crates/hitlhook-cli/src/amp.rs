@@ -6,9 +6,13 @@ use clap::Subcommand;
 use hitlhook_domain::Timestamp;
 use hitlhook_domain::amp::EmitMap;
 use hitlhook_server::Config;
+use hitlhook_server::amp::kickoff;
 use hitlhook_server::amp::source::{SourceRequest, build};
+use hitlhook_server::delivery::http::Outbound;
 use hitlhook_server::delivery::ssrf::Guard;
-use hitlhook_store::{Store, StoreError};
+use hitlhook_store::{AmpExecution, AmpSource, Store, StoreError};
+use serde_json::Value;
+use std::sync::Arc;
 
 #[derive(Debug, Subcommand)]
 pub enum AmpAction {
@@ -16,6 +20,25 @@ pub enum AmpAction {
     Sources {
         #[command(subcommand)]
         action: SourcesAction,
+    },
+    /// Start a run on a source's deployment with hitlhook's webhooks injected (human input,
+    /// event streaming, task/step/crew); prints the kickoff id. Needs WEBHOOK_BASE_URL.
+    Kickoff {
+        #[arg(long)]
+        source: String,
+        /// The run's inputs, a JSON object.
+        #[arg(long)]
+        inputs: String,
+        /// JSON echoed by AMP in every legacy webhook.
+        #[arg(long)]
+        meta: Option<String>,
+    },
+    /// Read a run's status from AMP and record a finished run (completed or error).
+    Status {
+        kickoff_id: String,
+        /// The run's source, for runs not started with `amp kickoff`.
+        #[arg(long)]
+        source: Option<String>,
     },
 }
 
@@ -76,7 +99,103 @@ fn base_url(config: &Config) -> String {
 }
 
 pub async fn run(store: &dyn Store, config: &Config, action: AmpAction) -> anyhow::Result<()> {
-    let AmpAction::Sources { action } = action;
+    match action {
+        AmpAction::Sources { action } => sources(store, config, action).await,
+        AmpAction::Kickoff {
+            source,
+            inputs,
+            meta,
+        } => start(store, config, &source, &inputs, meta.as_deref()).await,
+        AmpAction::Status { kickoff_id, source } => {
+            status(store, config, &kickoff_id, source).await
+        }
+    }
+}
+
+fn outbound(config: &Config) -> anyhow::Result<Outbound> {
+    let cfg = &config.delivery;
+    let guard = Guard::new(&cfg.outbound_allow).map_err(anyhow::Error::msg)?;
+    Outbound::new(Arc::new(guard), cfg.connect_timeout(), cfg.timeout())
+}
+
+async fn load_source(store: &dyn Store, name: &str) -> anyhow::Result<AmpSource> {
+    store
+        .get_amp_source(name)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no AMP source {name:?} (see `hitlhook amp sources list`)"))
+}
+
+async fn start(
+    store: &dyn Store,
+    config: &Config,
+    name: &str,
+    inputs: &str,
+    meta: Option<&str>,
+) -> anyhow::Result<()> {
+    let Some(base) = &config.base_url else {
+        bail!("set WEBHOOK_BASE_URL to hitlhook's public URL: AMP calls it back");
+    };
+    let inputs: Value =
+        serde_json::from_str(inputs).map_err(|e| anyhow::anyhow!("--inputs: {e}"))?;
+    if !inputs.is_object() {
+        bail!("--inputs must be a JSON object");
+    }
+    let meta: Option<Value> = meta
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--meta: {e}"))?;
+    let source = load_source(store, name).await?;
+    let execution = kickoff::start(
+        &outbound(config)?,
+        &source,
+        base,
+        &inputs,
+        meta.as_ref(),
+        Timestamp::now(),
+    )
+    .await?;
+    store.save_amp_execution(&execution).await?;
+    eprintln!("started a run on {} with hitlhook's webhooks", source.name);
+    println!("{}", execution.kickoff_id);
+    Ok(())
+}
+
+async fn status(
+    store: &dyn Store,
+    config: &Config,
+    kickoff_id: &str,
+    source: Option<String>,
+) -> anyhow::Result<()> {
+    let known = store.get_amp_execution(kickoff_id).await?;
+    let Some(name) = source.or_else(|| known.as_ref().map(|ex| ex.source.clone())) else {
+        bail!("no AMP run {kickoff_id:?} was started here; pass --source NAME");
+    };
+    let source = load_source(store, &name).await?;
+    let (state, detail) = kickoff::status(&outbound(config)?, &source, kickoff_id).await?;
+    let now = Timestamp::now();
+    store
+        .save_amp_execution(&AmpExecution {
+            kickoff_id: kickoff_id.to_owned(),
+            source: name.clone(),
+            hooks: known
+                .as_ref()
+                .map(|ex| ex.hooks.clone())
+                .unwrap_or_default(),
+            remote_status: Some(state.clone()),
+            remote_detail: Some(detail.to_string()),
+            created_at: known.as_ref().map_or(now, |ex| ex.created_at),
+            updated_at: now,
+        })
+        .await?;
+    if let Some(item) = kickoff::finished_event(&name, kickoff_id, &state, &detail, now) {
+        store.ingest(vec![item]).await?;
+    }
+    println!("{state}");
+    println!("{detail}");
+    Ok(())
+}
+
+async fn sources(store: &dyn Store, config: &Config, action: SourcesAction) -> anyhow::Result<()> {
     match action {
         SourcesAction::Add(add) => {
             let AddSource {

@@ -2,6 +2,7 @@
 //! the layers every request passes through (request ids, metrics, panics as 500s).
 
 pub mod amp;
+pub mod amp_runs;
 pub mod amp_sources;
 pub mod checkpoints;
 pub mod deliveries;
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ingest::router())
         .merge(amp::router())
         .merge(amp_sources::router())
+        .merge(amp_runs::router())
         .merge(checkpoints::router())
         .merge(executions::router())
         .merge(keys::router())

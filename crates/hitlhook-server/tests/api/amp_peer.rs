@@ -85,6 +85,11 @@ impl AmpStandIn {
             .extend(answers);
     }
 
+    /// Sets what `GET /status/{id}` answers.
+    pub fn set_status(&self, status: Value) {
+        *self.shared.status.lock().expect("lock") = status;
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared.seen.lock().expect("lock").clone()
     }

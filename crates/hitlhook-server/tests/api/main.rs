@@ -3,6 +3,7 @@
 mod amp;
 mod amp_peer;
 mod amp_resume;
+mod amp_runs;
 mod helpers;
 mod peers;
 

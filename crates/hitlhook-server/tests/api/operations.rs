@@ -100,6 +100,8 @@ async fn openapi_documents_every_route() {
         ("post", "/v1/amp/sources"),
         ("get", "/v1/amp/sources/{name}"),
         ("delete", "/v1/amp/sources/{name}"),
+        ("post", "/v1/amp/sources/{name}/kickoff"),
+        ("post", "/v1/executions/{kickoff_id}/reconcile"),
         ("post", "/slack/interactions"),
         ("get", "/email/decision"),
         ("post", "/email/decision"),

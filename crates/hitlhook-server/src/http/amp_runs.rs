@@ -1,0 +1,158 @@
+//! AMP runs over HTTP (admin): `POST /v1/amp/sources/{name}/kickoff` starts a run on the source's
+//! deployment with hitlhook's webhooks injected and records it; `POST
+//! /v1/executions/{kickoff_id}/reconcile` reads the run's status from AMP and records a finished
+//! run on hitlhook's execution.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use hitlhook_domain::amp::KickoffHooks;
+use hitlhook_domain::{Execution, Scope, Timestamp};
+use hitlhook_store::{AmpExecution, AmpSource};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::amp::kickoff::{self, CallError};
+use crate::error::{ApiError, ApiResult};
+use crate::http::AppState;
+use crate::http::extract::{JsonBody, Path, Query};
+use crate::security::api_key::Caller;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/amp/sources/{name}/kickoff", post(start_run))
+        .route("/v1/executions/{kickoff_id}/reconcile", post(reconcile))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KickoffIn {
+    inputs: Map<String, Value>,
+    #[serde(default)]
+    meta: Option<Value>,
+}
+
+#[derive(Debug, Serialize)]
+struct KickoffOut {
+    kickoff_id: String,
+    source: String,
+    /// The legacy webhook URLs given to AMP, re-sent on every `/resume`.
+    #[serde(flatten)]
+    hooks: KickoffHooks,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReconcileQuery {
+    /// The source, for runs hitlhook did not start itself.
+    source: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ReconcileOut {
+    kickoff_id: String,
+    source: String,
+    /// What AMP reports: running, completed or error.
+    remote_status: String,
+    /// AMP's whole `/status` answer.
+    remote: Value,
+    /// hitlhook's view of the execution, after recording a finished run.
+    execution: Option<Execution>,
+}
+
+fn upstream(e: CallError) -> ApiError {
+    match e.status {
+        None if e.message.contains("has no deployment_url") => {
+            ApiError::unprocessable("amp_source_incomplete", e.message)
+        }
+        Some(422) => ApiError::unprocessable("amp_rejected", e.message),
+        _ => ApiError::Upstream { detail: e.message },
+    }
+}
+
+async fn source(state: &AppState, name: &str) -> ApiResult<AmpSource> {
+    state
+        .store
+        .get_amp_source(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no AMP source {name:?}")))
+}
+
+async fn start_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<KickoffIn>,
+) -> ApiResult<(StatusCode, axum::Json<KickoffOut>)> {
+    caller.require(Scope::Admin, "starting AMP runs")?;
+    let source = source(&state, &name).await?;
+    let execution = kickoff::start(
+        &state.delivery.outbound,
+        &source,
+        &state.delivery.base_url,
+        &Value::Object(body.inputs),
+        body.meta.as_ref(),
+        Timestamp::now(),
+    )
+    .await
+    .map_err(upstream)?;
+    state.store.save_amp_execution(&execution).await?;
+    tracing::info!(source = %name, kickoff_id = %execution.kickoff_id, by = %caller.name, "AMP run started");
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(KickoffOut {
+            kickoff_id: execution.kickoff_id,
+            source: execution.source,
+            hooks: execution.hooks,
+        }),
+    ))
+}
+
+async fn reconcile(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(kickoff_id): Path<String>,
+    Query(query): Query<ReconcileQuery>,
+) -> ApiResult<axum::Json<ReconcileOut>> {
+    caller.require(Scope::Admin, "reconciling AMP runs")?;
+    let known = state.store.get_amp_execution(&kickoff_id).await?;
+    let name = query
+        .source
+        .or_else(|| known.as_ref().map(|ex| ex.source.clone()))
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no AMP run {kickoff_id:?} was started here; pass ?source=NAME to name its source"
+            ))
+        })?;
+    let source = source(&state, &name).await?;
+    let (remote_status, remote) = kickoff::status(&state.delivery.outbound, &source, &kickoff_id)
+        .await
+        .map_err(upstream)?;
+    let now = Timestamp::now();
+    let record = AmpExecution {
+        kickoff_id: kickoff_id.clone(),
+        source: name.clone(),
+        hooks: known
+            .as_ref()
+            .map(|ex| ex.hooks.clone())
+            .unwrap_or_default(),
+        remote_status: Some(remote_status.clone()),
+        remote_detail: Some(remote.to_string()),
+        created_at: known.as_ref().map_or(now, |ex| ex.created_at),
+        updated_at: now,
+    };
+    state.store.save_amp_execution(&record).await?;
+    if let Some(item) = kickoff::finished_event(&name, &kickoff_id, &remote_status, &remote, now) {
+        state.ingestor.submit(vec![item]).await.map_err(|e| {
+            ApiError::Internal(anyhow::anyhow!("recording the run's end failed: {e}"))
+        })?;
+    }
+    Ok(axum::Json(ReconcileOut {
+        execution: state.store.get_execution(&kickoff_id).await?,
+        kickoff_id,
+        source: name,
+        remote_status,
+        remote,
+    }))
+}
