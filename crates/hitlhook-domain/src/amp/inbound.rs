@@ -245,7 +245,7 @@ pub fn flow_request(source: &str, body: &[u8]) -> Result<FlowRequest, EnvelopeEr
         "default_outcome": default_outcome,
     });
     // Skip sends the default outcome; without one there is nothing neutral to send.
-    let allowed_actions = if default_outcome.is_some() || emit_options.is_empty() {
+    let allowed_actions = if default_outcome.is_some() {
         None
     } else {
         Some(vec![Action::Continue, Action::Stop, Action::Revise])
