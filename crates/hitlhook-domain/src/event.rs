@@ -140,6 +140,9 @@ pub struct EventEnvelope {
     pub occurred_at: Option<Timestamp>,
     /// Present for `checkpoint.required`.
     pub checkpoint: Option<CheckpointSpec>,
+    /// The existing checkpoint an event that creates none is about (an AMP escalation), so it
+    /// shows on that checkpoint's trail.
+    pub checkpoint_ref: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -277,6 +280,7 @@ impl EventEnvelope {
             kickoff_id: wire.kickoff_id.map(Cow::into_owned),
             occurred_at,
             checkpoint,
+            checkpoint_ref: None,
         })
     }
 }

@@ -466,7 +466,10 @@ pub(crate) async fn ingest_one(
             }
         }
     }
-    let checkpoint_id = created.as_ref().map(|cp| cp.id.clone());
+    let checkpoint_id = created
+        .as_ref()
+        .map(|cp| cp.id.clone())
+        .or_else(|| env.checkpoint_ref.clone());
     let event = NewEvent {
         key: &item.identity.0,
         event_type: &env.event_type,

@@ -117,6 +117,7 @@ fn envelope(kind: EventKind, kickoff_id: Option<String>) -> EventEnvelope {
         kickoff_id,
         occurred_at: None,
         checkpoint: None,
+        checkpoint_ref: None,
     }
 }
 
@@ -303,8 +304,10 @@ impl FlowRequest {
     /// the execution's audit trail, not a second checkpoint.
     #[must_use]
     pub fn annotation(self) -> AmpEvent {
+        let mut env = envelope(EventKind::Other(ESCALATION_EVENT.into()), self.kickoff_id);
+        env.checkpoint_ref = Some(self.checkpoint_id);
         AmpEvent {
-            envelope: envelope(EventKind::Other(ESCALATION_EVENT.into()), self.kickoff_id),
+            envelope: env,
             key: Key::Body,
         }
     }

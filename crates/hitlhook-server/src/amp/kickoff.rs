@@ -217,6 +217,7 @@ pub fn finished_event(
             kickoff_id: Some(kickoff_id.to_owned()),
             occurred_at: None,
             checkpoint: None,
+            checkpoint_ref: None,
         },
         payload: payload.to_string(),
         source: format!("amp:{source}:reconcile"),

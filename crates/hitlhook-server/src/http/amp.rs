@@ -18,6 +18,7 @@ use hitlhook_store::IngestItem;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::delivery::http::parse_target;
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
 use crate::http::extract::{Path, Query, read_body, require_json};
@@ -170,6 +171,17 @@ async fn handle(state: &AppState, request: Request<'_>, body: Body) -> ApiResult
         Endpoint::Legacy(hook) => inbound::legacy(hook, &bytes).map_err(envelope_error)?,
         Endpoint::FlowHitl => {
             let request = inbound::flow_request(&source.name, &bytes).map_err(envelope_error)?;
+            // The decision goes there later: an unusable URL is refused now, not dead-lettered.
+            if let Some(url) = request
+                .spec
+                .origin
+                .as_ref()
+                .and_then(|o| o.callback_url.as_deref())
+            {
+                parse_target(url).map_err(|e| {
+                    ApiError::unprocessable("invalid_event", format!("callback_url: {e}"))
+                })?;
+            }
             // An escalation of a request already here annotates it instead of asking again.
             if request.event == FlowEvent::Escalation
                 && state

@@ -497,6 +497,14 @@ async fn each_auth_mode_accepts_its_credentials_and_refuses_the_rest(db: TestDb)
             "invalid_event",
         ),
         (
+            "callback not a URL",
+            "/amp/tok/flow-hitl",
+            bearer("amp-inbound-token-1"),
+            new_request("r", "javascript:alert(1)"),
+            422,
+            "invalid_event",
+        ),
+        (
             "unknown flow event",
             "/amp/tok/flow-hitl",
             bearer("amp-inbound-token-1"),
@@ -598,7 +606,14 @@ async fn each_auth_mode_accepts_its_credentials_and_refuses_the_rest(db: TestDb)
 }
 
 async fn flow_requests_in_both_shapes_and_escalations_make_one_checkpoint(db: TestDb) {
-    let app = TestApp::spawn(db).await;
+    // Email configured (a closed port: only the planning is looked at here).
+    let app = TestApp::spawn_with(db, |cfg| {
+        cfg.delivery.smtp_host = Some("127.0.0.1".into());
+        cfg.delivery.smtp_port = Some(9);
+        cfg.delivery.smtp_from = Some("hitl@example.com".into());
+        cfg.delivery.outbound_allow = vec!["127.0.0.1".into()];
+    })
+    .await;
     let created = create_source(
         &app,
         &json!({"name": "flows", "auth": "hmac", "signing_secret": HMAC_SECRET}),
@@ -642,6 +657,15 @@ async fn flow_requests_in_both_shapes_and_escalations_make_one_checkpoint(db: Te
         ["approved", "rejected", "request_changes"]
     );
     assert_eq!(origin.assignee.as_deref(), Some("reviewer@company.com"));
+    // The assignee is the checkpoint's email recipient.
+    let emails: Vec<Value> = app
+        .deliveries(id)
+        .await
+        .into_iter()
+        .filter(|d| d["kind"] == "email")
+        .collect();
+    assert_eq!(emails.len(), 1);
+    assert_eq!(emails[0]["target"], "reviewer@company.com");
 
     // An escalation (flat shape) of the same request annotates the execution's trail; it does
     // not ask again.
@@ -661,6 +685,10 @@ async fn flow_requests_in_both_shapes_and_escalations_make_one_checkpoint(db: Te
     assert_eq!(response.status(), 200);
     let receipt: Value = response.json().await.expect("json");
     assert_eq!(receipt["event_type"], "amp.flow_escalation");
+    assert_eq!(
+        receipt["checkpoint_id"], id,
+        "the escalation is about the checkpoint"
+    );
     let page = app
         .store
         .list_checkpoints(&hitlhook_store::CheckpointQuery {
@@ -683,6 +711,24 @@ async fn flow_requests_in_both_shapes_and_escalations_make_one_checkpoint(db: Te
         .filter_map(|e| e["event_type"].as_str())
         .collect();
     assert_eq!(types, ["checkpoint.required", "amp.flow_escalation"]);
+    let trail: Value = app
+        .get(ADMIN_KEY, &format!("/v1/events?checkpoint_id={id}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let types: Vec<&str> = trail["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|e| e["event_type"].as_str())
+        .collect();
+    assert_eq!(
+        types,
+        ["checkpoint.required", "amp.flow_escalation"],
+        "on the checkpoint's trail"
+    );
+    assert_eq!(app.checkpoint(id).await["status"], "pending");
 
     // An escalation of a request hitlhook never saw asks for it (flat shape with its ids).
     let unseen = json!({"event_type": "escalation", "id": "req-2", "flow_id": "flow_abc123",
