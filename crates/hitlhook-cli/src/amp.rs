@@ -7,10 +7,11 @@ use hitlhook_domain::Timestamp;
 use hitlhook_domain::amp::EmitMap;
 use hitlhook_server::Config;
 use hitlhook_server::amp::kickoff;
+use hitlhook_server::amp::reconcile::{self, ReconcileError};
 use hitlhook_server::amp::source::{SourceRequest, build};
 use hitlhook_server::delivery::http::Outbound;
 use hitlhook_server::delivery::ssrf::Guard;
-use hitlhook_store::{AmpExecution, AmpSource, Store, StoreError};
+use hitlhook_store::{AmpSource, Store, StoreError};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -166,32 +167,22 @@ async fn status(
     kickoff_id: &str,
     source: Option<String>,
 ) -> anyhow::Result<()> {
-    let known = store.get_amp_execution(kickoff_id).await?;
-    let Some(name) = source.or_else(|| known.as_ref().map(|ex| ex.source.clone())) else {
-        bail!("no AMP run {kickoff_id:?} was started here; pass --source NAME");
-    };
-    let source = load_source(store, &name).await?;
-    let (state, detail) = kickoff::status(&outbound(config)?, &source, kickoff_id).await?;
-    let now = Timestamp::now();
-    store
-        .save_amp_execution(&AmpExecution {
-            kickoff_id: kickoff_id.to_owned(),
-            source: name.clone(),
-            hooks: known
-                .as_ref()
-                .map(|ex| ex.hooks.clone())
-                .unwrap_or_default(),
-            remote_status: Some(state.clone()),
-            remote_detail: Some(detail.to_string()),
-            created_at: known.as_ref().map_or(now, |ex| ex.created_at),
-            updated_at: now,
-        })
-        .await?;
-    if let Some(item) = kickoff::finished_event(&name, kickoff_id, &state, &detail, now) {
-        store.ingest(vec![item]).await?;
-    }
-    println!("{state}");
-    println!("{detail}");
+    let done = reconcile::reconcile(
+        store,
+        &outbound(config)?,
+        kickoff_id,
+        source,
+        Timestamp::now(),
+    )
+    .await
+    .map_err(|e| match e {
+        ReconcileError::UnknownRun(_) => {
+            anyhow::anyhow!("no AMP run {kickoff_id:?} was started here; pass --source NAME")
+        }
+        other => other.into(),
+    })?;
+    println!("{}", done.remote_status);
+    println!("{}", done.remote);
     Ok(())
 }
 

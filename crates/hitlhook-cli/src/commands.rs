@@ -220,6 +220,10 @@ pub fn print_config(config: &Config) -> anyhow::Result<()> {
             config.sweep_interval_ms.to_string(),
         ),
         (
+            "HITLHOOK_AMP_RECONCILE_SECS",
+            config.amp_reconcile_secs.to_string(),
+        ),
+        (
             "HITLHOOK_SKIP_MIGRATIONS",
             config.skip_migrations.to_string(),
         ),

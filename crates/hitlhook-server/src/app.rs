@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::amp;
 use crate::bootstrap::{self, FirstRun};
 use crate::config::Config;
 use crate::delivery::amp::Amp;
@@ -151,6 +152,16 @@ impl App {
             self.state.config.sweep_interval(),
             cancel.clone(),
         ));
+        // Runs started here that still look running are checked on AMP now and then.
+        let amp_reconciler = (self.state.config.amp_reconcile_secs > 0).then(|| {
+            tokio::spawn(amp::reconcile::run(
+                Arc::clone(&self.state.store),
+                self.state.delivery.outbound.clone(),
+                Arc::clone(&self.state.hub),
+                Duration::from_secs(self.state.config.amp_reconcile_secs),
+                cancel.clone(),
+            ))
+        });
         let worker = self
             .worker
             .take()
@@ -176,6 +187,9 @@ impl App {
             .context("serving HTTP")?;
         cancel.cancel();
         let _ = sweeper.await;
+        if let Some(reconciler) = amp_reconciler {
+            let _ = reconciler.await;
+        }
         let _ = tail.await;
         if let Some(worker) = worker {
             let _ = worker.await;

@@ -104,6 +104,11 @@ pub struct Config {
     #[arg(long, env = "HITLHOOK_SWEEP_INTERVAL_MS", default_value_t = 1000)]
     pub sweep_interval_ms: u64,
 
+    /// How often CrewAI AMP runs started here and still running are checked on AMP's
+    /// `/status` (a lost crew webhook then still ends the run), in seconds; 0 turns it off.
+    #[arg(long, env = "HITLHOOK_AMP_RECONCILE_SECS", default_value_t = 300)]
+    pub amp_reconcile_secs: u64,
+
     /// Do not run database migrations at start (run `hitlhook migrate` as a deploy step instead).
     #[arg(long, env = "HITLHOOK_SKIP_MIGRATIONS")]
     pub skip_migrations: bool,
@@ -194,6 +199,7 @@ impl Config {
             signature_tolerance_secs: 300,
             max_wait_secs: 300,
             sweep_interval_ms: 1000,
+            amp_reconcile_secs: 300,
             skip_migrations: false,
             log_format: LogFormat::Text,
             stream_heartbeat_ms: 15_000,

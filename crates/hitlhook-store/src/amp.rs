@@ -153,6 +153,25 @@ pub(crate) async fn get_execution(
     row.as_ref().map(execution).transpose()
 }
 
+pub(crate) async fn list_executions(
+    pool: &AnyPool,
+    status: &str,
+    updated_before: Timestamp,
+    limit: i64,
+) -> StoreResult<Vec<AmpExecution>> {
+    let sql = format!(
+        "select {EXECUTION_COLUMNS} from amp_executions where remote_status = $1 and updated_at < $2 \
+         order by updated_at limit $3"
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(status)
+        .bind(updated_before.millis())
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(execution).collect()
+}
+
 /// Inserts or replaces an execution's source and webhook URLs (a kickoff), or its last remote
 /// status (a reconcile).
 pub(crate) async fn save_execution(pool: &AnyPool, ex: &AmpExecution) -> StoreResult<()> {

@@ -155,6 +155,14 @@ pub trait Store: Send + Sync + 'static {
     /// Records an AMP execution's source and webhook URLs, or its last remote status.
     async fn save_amp_execution(&self, execution: &AmpExecution) -> StoreResult<()>;
     async fn get_amp_execution(&self, kickoff_id: &str) -> StoreResult<Option<AmpExecution>>;
+    /// AMP executions whose last known remote status is `status` and that were last updated
+    /// before `updated_before`, oldest first (the background reconciler's work list).
+    async fn list_amp_executions(
+        &self,
+        status: &str,
+        updated_before: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<AmpExecution>>;
 
     async fn create_subscription(&self, new: NewSubscription) -> StoreResult<Subscription>;
     /// A subscription by id, removed ones included (their pending deliveries need to know).

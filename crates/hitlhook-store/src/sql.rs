@@ -950,6 +950,15 @@ impl Store for SqlStore {
         crate::amp::get_execution(&mut c, kickoff_id).await
     }
 
+    async fn list_amp_executions(
+        &self,
+        status: &str,
+        updated_before: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<AmpExecution>> {
+        crate::amp::list_executions(&self.reader, status, updated_before, clamp_limit(limit)).await
+    }
+
     async fn create_subscription(&self, new: NewSubscription) -> StoreResult<Subscription> {
         outbox::create_subscription(&self.writer, new).await
     }

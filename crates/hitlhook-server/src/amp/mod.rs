@@ -2,4 +2,5 @@
 //! reconciling runs on a deployment ([`kickoff`]).
 
 pub mod kickoff;
+pub mod reconcile;
 pub mod source;

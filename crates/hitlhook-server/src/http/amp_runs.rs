@@ -9,11 +9,12 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use hitlhook_domain::amp::KickoffHooks;
 use hitlhook_domain::{Execution, Scope, Timestamp};
-use hitlhook_store::{AmpExecution, AmpSource};
+use hitlhook_store::AmpSource;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::amp::kickoff::{self, CallError};
+use crate::amp::reconcile::{self, ReconcileError};
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
 use crate::http::extract::{JsonBody, Path, Query};
@@ -116,43 +117,32 @@ async fn reconcile(
     Query(query): Query<ReconcileQuery>,
 ) -> ApiResult<axum::Json<ReconcileOut>> {
     caller.require(Scope::Admin, "reconciling AMP runs")?;
-    let known = state.store.get_amp_execution(&kickoff_id).await?;
-    let name = query
-        .source
-        .or_else(|| known.as_ref().map(|ex| ex.source.clone()))
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "no AMP run {kickoff_id:?} was started here; pass ?source=NAME to name its source"
-            ))
-        })?;
-    let source = source(&state, &name).await?;
-    let (remote_status, remote) = kickoff::status(&state.delivery.outbound, &source, &kickoff_id)
-        .await
-        .map_err(upstream)?;
-    let now = Timestamp::now();
-    let record = AmpExecution {
-        kickoff_id: kickoff_id.clone(),
-        source: name.clone(),
-        hooks: known
-            .as_ref()
-            .map(|ex| ex.hooks.clone())
-            .unwrap_or_default(),
-        remote_status: Some(remote_status.clone()),
-        remote_detail: Some(remote.to_string()),
-        created_at: known.as_ref().map_or(now, |ex| ex.created_at),
-        updated_at: now,
-    };
-    state.store.save_amp_execution(&record).await?;
-    if let Some(item) = kickoff::finished_event(&name, &kickoff_id, &remote_status, &remote, now) {
-        state.ingestor.submit(vec![item]).await.map_err(|e| {
-            ApiError::Internal(anyhow::anyhow!("recording the run's end failed: {e}"))
-        })?;
+    let done = reconcile::reconcile(
+        state.store.as_ref(),
+        &state.delivery.outbound,
+        &kickoff_id,
+        query.source,
+        Timestamp::now(),
+    )
+    .await
+    .map_err(|e| match e {
+        ReconcileError::UnknownRun(_) => ApiError::not_found(format!(
+            "no AMP run {kickoff_id:?} was started here; pass ?source=NAME to name its source"
+        )),
+        ReconcileError::UnknownSource(name) => {
+            ApiError::not_found(format!("no AMP source {name:?}"))
+        }
+        ReconcileError::Call(e) => upstream(e),
+        ReconcileError::Store(e) => e.into(),
+    })?;
+    if done.recorded {
+        state.hub.committed();
     }
     Ok(axum::Json(ReconcileOut {
         execution: state.store.get_execution(&kickoff_id).await?,
         kickoff_id,
-        source: name,
-        remote_status,
-        remote,
+        source: done.source,
+        remote_status: done.remote_status,
+        remote: done.remote,
     }))
 }

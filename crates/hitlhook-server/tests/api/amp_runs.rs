@@ -13,6 +13,7 @@ use crate::on_both_backends;
 on_both_backends!(
     a_kickoff_injects_hitlhooks_webhooks_and_resumes_re_send_them,
     reconcile_records_what_amp_reports,
+    runs_that_look_running_are_reconciled_in_the_background,
 );
 
 async fn kickoff(app: &TestApp, source: &str, body: &Value, key: &str) -> reqwest::Response {
@@ -290,4 +291,33 @@ async fn reconcile_records_what_amp_reports(db: TestDb) {
             .contains("Execution ID not found")
     );
     assert_eq!(app.snapshot().await, before);
+}
+
+async fn runs_that_look_running_are_reconciled_in_the_background(db: TestDb) {
+    let amp = AmpStandIn::start().await;
+    let app = TestApp::spawn_with(db, |cfg| {
+        fast(cfg);
+        cfg.amp_reconcile_secs = 1;
+    })
+    .await;
+    create_source(&app, &json!({"name": "prod", "auth": "bearer", "deployment_url": amp.url(""), "deployment_token": DEPLOYMENT_TOKEN})).await;
+    let started: Value = kickoff(&app, "prod", &json!({"inputs": {"topic": "AI"}}), ADMIN_KEY)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let kickoff_id = started["kickoff_id"].as_str().expect("id").to_owned();
+    // AMP's crew webhook never arrives; the run finished all the same.
+    amp.set_status(json!({"status": "completed", "result": {"output": "Report", "tasks": []}}));
+    let status = eventually(10, "the run to be reconciled", || async {
+        let ex = app.store.get_execution(&kickoff_id).await.expect("read")?;
+        (ex.status.as_str() == "completed").then_some(ex.status)
+    })
+    .await;
+    assert_eq!(status.as_str(), "completed");
+    let polls = amp.to(&format!("/status/{kickoff_id}")).len();
+    assert!(polls >= 1);
+    // A finished run is not polled again.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(amp.to(&format!("/status/{kickoff_id}")).len(), polls);
 }
