@@ -22,16 +22,22 @@ pub const STREAMED_EVENTS: [&str; 6] = [
     "task_failed",
 ];
 
-/// Why a call to the deployment failed; `status` is AMP's HTTP status, if it answered.
+/// Why a call to the deployment failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct CallError {
-    pub status: Option<u16>,
-    pub message: String,
+pub enum CallError {
+    /// The source cannot call its deployment (no URL or token configured).
+    #[error("AMP source {0:?} has no deployment_url and deployment_token")]
+    NoDeployment(String),
+    /// AMP answered, but not as hoped; `status` is its HTTP status.
+    #[error("{message}")]
+    Answered { status: u16, message: String },
+    /// No usable answer (connection, timeout, refused address).
+    #[error("{0}")]
+    Failed(String),
 }
 
-fn call_error(status: Option<u16>, message: impl Into<String>) -> CallError {
-    CallError {
+fn call_error(status: u16, message: impl Into<String>) -> CallError {
+    CallError::Answered {
         status,
         message: message.into(),
     }
@@ -41,13 +47,7 @@ fn call_error(status: Option<u16>, message: impl Into<String>) -> CallError {
 fn deployment(source: &AmpSource) -> Result<(&str, &str), CallError> {
     match (&source.deployment_url, &source.deployment_token) {
         (Some(url), Some(token)) => Ok((url, token)),
-        _ => Err(call_error(
-            None,
-            format!(
-                "AMP source {:?} has no deployment_url and deployment_token",
-                source.name
-            ),
-        )),
+        _ => Err(CallError::NoDeployment(source.name.clone())),
     }
 }
 
@@ -112,13 +112,13 @@ fn answer_error(status: u16, body: &str) -> CallError {
                 other => other.to_string(),
             },
         );
-    call_error(Some(status), format!("AMP answered HTTP {status}: {said}"))
+    call_error(status, format!("AMP answered HTTP {status}: {said}"))
 }
 
 fn transport(f: Failure) -> CallError {
     match f {
         Failure::Refused(e) | Failure::BadUrl(e) | Failure::Transport(e) => {
-            call_error(None, format!("calling AMP failed: {e}"))
+            CallError::Failed(format!("calling AMP failed: {e}"))
         }
     }
 }
@@ -153,7 +153,7 @@ pub async fn start(
         .ok()
         .and_then(|v| v["kickoff_id"].as_str().map(str::to_owned))
         .filter(|id| hitlhook_domain::checkpoint::check_label("kickoff_id", id).is_ok())
-        .ok_or_else(|| call_error(Some(answer.status), "AMP's answer has no kickoff_id"))?;
+        .ok_or_else(|| call_error(answer.status, "AMP's answer has no kickoff_id"))?;
     Ok(AmpExecution {
         kickoff_id,
         source: source.name.clone(),
@@ -181,11 +181,11 @@ pub async fn status(
         return Err(answer_error(answer.status, &answer.body));
     }
     let detail: Value = serde_json::from_str(&answer.body)
-        .map_err(|_| call_error(Some(answer.status), "AMP's status answer is not JSON"))?;
+        .map_err(|_| call_error(answer.status, "AMP's status answer is not JSON"))?;
     let state = detail["status"]
         .as_str()
         .map(str::to_owned)
-        .ok_or_else(|| call_error(Some(answer.status), "AMP's status answer has no status"))?;
+        .ok_or_else(|| call_error(answer.status, "AMP's status answer has no status"))?;
     Ok((state, detail))
 }
 

@@ -63,12 +63,17 @@ struct ReconcileOut {
 }
 
 fn upstream(e: CallError) -> ApiError {
-    match e.status {
-        None if e.message.contains("has no deployment_url") => {
-            ApiError::unprocessable("amp_source_incomplete", e.message)
+    match e {
+        CallError::NoDeployment(_) => {
+            ApiError::unprocessable("amp_source_incomplete", e.to_string())
         }
-        Some(422) => ApiError::unprocessable("amp_rejected", e.message),
-        _ => ApiError::Upstream { detail: e.message },
+        CallError::Answered {
+            status: 422,
+            message,
+        } => ApiError::unprocessable("amp_rejected", message),
+        other => ApiError::Upstream {
+            detail: other.to_string(),
+        },
     }
 }
 
