@@ -80,7 +80,7 @@ async fn a_slack_click_resumes_the_crew_after_two_failed_attempts(db: TestDb) {
     })
     .await;
     crew_source(&app, &amp, DEPLOYMENT_TOKEN).await;
-    // The kickoff's webhook URLs, as the kickoff helper records them.
+    // The kickoff's webhook URLs, as `hitlhook amp kickoff` records them.
     let now = Timestamp::now();
     app.store
         .save_amp_execution(&AmpExecution {
