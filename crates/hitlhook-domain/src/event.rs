@@ -125,6 +125,69 @@ pub enum EnvelopeError {
     },
     #[error("{path}: {message}")]
     Schema { path: String, message: String },
+    /// Nested deeper than [`MAX_JSON_DEPTH`]: refused before anything is parsed or stored, so no
+    /// reader of the stored JSON (the inbox, the SDKs) has to recurse that deep.
+    #[error("JSON nested deeper than {limit} levels; flatten the context")]
+    TooDeep { limit: usize },
+}
+
+/// The deepest nesting of arrays and objects accepted in an event body (the body itself is
+/// level 1).
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// Longest id (kickoff, event, checkpoint) accepted, in bytes; as checkpoint labels.
+pub const MAX_ID_LEN: usize = crate::checkpoint::MAX_LABEL_LEN;
+
+/// Refuses JSON nested deeper than `limit`. A plain scan, so hostile depth costs no recursion
+/// (serde_json's `RawValue` skips its own recursion limit when it captures a value).
+pub fn check_depth(body: &[u8], limit: usize) -> Result<(), EnvelopeError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return Err(EnvelopeError::TooDeep { limit });
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks an id that is stored in its own column and used in URLs: 1 to [`MAX_ID_LEN`] bytes,
+/// no control characters (PostgreSQL cannot store NUL, and such an id could not be fetched).
+pub fn check_id(path: &str, value: &str) -> Result<(), EnvelopeError> {
+    if value.is_empty() || value.len() > MAX_ID_LEN {
+        return Err(schema(path, format!("must be 1 to {MAX_ID_LEN} bytes")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(schema(path, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// serde_json's message without its position (reported separately) and without Rust type names
+/// ("expected struct Wire" means nothing to a sender).
+#[must_use]
+pub fn json_message(e: &serde_json::Error) -> String {
+    let message = strip_position(&e.to_string());
+    match message.find("expected struct ") {
+        Some(i) => format!("{}expected a JSON object", &message[..i]),
+        None => message,
+    }
 }
 
 /// One incoming event, parsed from the raw body without copying the large parts.
@@ -183,21 +246,38 @@ impl EventEnvelope {
         if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
             return Err(schema("body", "must be a JSON object, not an array"));
         }
+        check_depth(body, MAX_JSON_DEPTH)?;
+        let syntax = |inner: &serde_json::Error| EnvelopeError::Syntax {
+            line: inner.line(),
+            column: inner.column(),
+            message: json_message(inner),
+        };
         let de = &mut serde_json::Deserializer::from_slice(body);
-        let wire: Wire<'_> = serde_path_to_error::deserialize(de).map_err(|err| {
+        let wire: Wire<'_> = serde_path_to_error::deserialize(&mut *de).map_err(|err| {
             let path = err.path().to_string();
             let inner = err.into_inner();
             if inner.is_data() {
-                let message = strip_position(&inner.to_string());
-                schema(if path == "." { "body" } else { &path }, message)
+                schema(
+                    if path == "." { "body" } else { &path },
+                    json_message(&inner),
+                )
             } else {
-                EnvelopeError::Syntax {
-                    line: inner.line(),
-                    column: inner.column(),
-                    message: strip_position(&inner.to_string()),
-                }
+                syntax(&inner)
             }
         })?;
+        // One JSON value and nothing after it: trailing text would be stored and then served
+        // as a payload that does not parse.
+        de.end().map_err(|e| syntax(&e))?;
+        for (path, value) in [
+            ("kickoff_id", &wire.kickoff_id),
+            ("event_id", &wire.event_id),
+            ("checkpoint_id", &wire.checkpoint_id),
+            ("checkpoint_name", &wire.checkpoint_name),
+        ] {
+            if let Some(value) = value {
+                check_id(path, value)?;
+            }
+        }
         let event_type = wire
             .event_type
             .ok_or_else(|| schema("event_type", "is required (e.g. \"checkpoint.required\")"))?;
@@ -318,6 +398,7 @@ impl Incoming {
     /// and ordered by `timestamp` (AMP does not guarantee delivery order); events without a
     /// timestamp keep their place after the timestamped ones.
     pub fn parse(body: &[u8]) -> Result<Self, EnvelopeError> {
+        check_depth(body, MAX_JSON_DEPTH)?;
         let probe: Option<BatchWire<'_>> = serde_json::from_slice(body).ok();
         let Some(BatchWire {
             events: Some(events),
@@ -343,6 +424,7 @@ impl Incoming {
                     schema(&format!("events[{i}].{path}"), message)
                 }
                 EnvelopeError::Syntax { message, .. } => schema(&format!("events[{i}]"), message),
+                too_deep @ EnvelopeError::TooDeep { .. } => too_deep,
             })?;
             let duplicate = envelope.event_id.is_some()
                 && parsed
@@ -417,11 +499,19 @@ mod tests {
             (br#"{"event_type": "checkpoint.required", "checkpoint_name": "n", "recipients": "a@b.c"}"#, "recipients"),
             (br#"{"event_type": "checkpoint.required", "checkpoint_name": "n", "recipients": ["a@b.c", "nope"]}"#, "recipients[1]"),
             (br#"{"event_type": "checkpoint.required", "checkpoint_name": "n", "recipients": ["a@b.c"]}"#, "ok"),
+            (br#"{"event_type": "x"} trailing"#, "syntax"),
+            (br#"{"event_type": "a"}{"event_type": "b"}"#, "syntax"),
+            (br#"{"event_type": "x", "kickoff_id": "a\u0000b"}"#, "kickoff_id"),
+            (br#"{"event_type": "x", "kickoff_id": ""}"#, "kickoff_id"),
+            (br#"{"event_type": "x", "event_id": "a\nb"}"#, "event_id"),
+            (br#"{"event_type": "x", "context": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#, "too deep"),
+            (br#"{"event_type": "x", "note": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\"}"#, "ok"),
         ];
         for (body, want) in cases {
             let got = match EventEnvelope::parse(body) {
                 Err(EnvelopeError::Syntax { .. }) => "syntax".to_owned(),
                 Err(EnvelopeError::Schema { path, .. }) => path,
+                Err(EnvelopeError::TooDeep { .. }) => "too deep".to_owned(),
                 Ok(_) => "ok".to_owned(),
             };
             assert_eq!(&got, want, "body {}", String::from_utf8_lossy(body));
@@ -474,6 +564,25 @@ mod tests {
             Incoming::parse(br#"{"event_type": "x", "events": []}"#),
             Ok(Incoming::Single(_))
         ));
+    }
+
+    #[test]
+    fn depth_is_counted_outside_strings() {
+        assert_eq!(check_depth(b"[[[]]]", 3), Ok(()));
+        assert_eq!(
+            check_depth(b"[[[[]]]]", 3),
+            Err(EnvelopeError::TooDeep { limit: 3 })
+        );
+        assert_eq!(check_depth(br#"["[[[[\"[[[["]"#, 1), Ok(()));
+        let hostile = "[".repeat(100_000);
+        assert!(check_depth(hostile.as_bytes(), MAX_JSON_DEPTH).is_err());
+    }
+
+    #[test]
+    fn messages_name_no_rust_types() {
+        let err = EventEnvelope::parse(br#""str""#).expect_err("a string");
+        assert!(err.to_string().contains("expected a JSON object"), "{err}");
+        assert!(!err.to_string().contains("Wire"), "{err}");
     }
 
     #[test]

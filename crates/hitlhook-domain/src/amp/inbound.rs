@@ -9,7 +9,10 @@ use crate::action::Action;
 use crate::amp::{Origin, OriginKind};
 use crate::checkpoint::CheckpointSpec;
 use crate::delivery::check_email;
-use crate::event::{EnvelopeError, EventEnvelope, EventKind, schema, strip_position};
+use crate::event::{
+    EnvelopeError, EventEnvelope, EventKind, MAX_JSON_DEPTH, check_depth, check_id, schema,
+    strip_position,
+};
 
 /// How an AMP event is identified for idempotency.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,14 +71,41 @@ pub struct FlowRequest {
 pub const ESCALATION_EVENT: &str = "amp.flow_escalation";
 
 fn object(body: &[u8]) -> Result<Map<String, Value>, EnvelopeError> {
+    check_depth(body, MAX_JSON_DEPTH)?;
     match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Object(map)) => {
+            // Values of these bodies end up in columns of their own (ids, origin, deployment);
+            // PostgreSQL cannot store NUL, so it is refused anywhere rather than tracked per field.
+            match map.iter().find_map(|(k, v)| nul_path(v, k)) {
+                Some(path) => Err(schema(&path, "must not contain NUL (\\u0000) characters")),
+                None => Ok(map),
+            }
+        }
         Ok(_) => Err(schema("body", "must be a JSON object")),
         Err(e) => Err(EnvelopeError::Syntax {
             line: e.line(),
             column: e.column(),
             message: strip_position(&e.to_string()),
         }),
+    }
+}
+
+/// The path of the first string below `value` (at `path`) that holds NUL.
+fn nul_path(value: &Value, path: &str) -> Option<String> {
+    match value {
+        Value::String(s) if s.contains('\0') => Some(path.to_owned()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_path(v, &format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(format!("{path}.{k}"))
+            } else {
+                nul_path(v, &format!("{path}.{k}"))
+            }
+        }),
+        _ => None,
     }
 }
 
@@ -102,9 +132,13 @@ fn first_text(
     Ok(None)
 }
 
+/// A required id: present, and usable as a stored id (see [`check_id`]).
 fn required(value: Option<String>, field: &str) -> Result<String, EnvelopeError> {
     match value {
-        Some(v) if !v.trim().is_empty() => Ok(v),
+        Some(v) if !v.trim().is_empty() => {
+            check_id(field, &v)?;
+            Ok(v)
+        }
         _ => Err(schema(field, "is required")),
     }
 }
@@ -226,6 +260,9 @@ pub fn flow_request(source: &str, body: &[u8]) -> Result<FlowRequest, EnvelopeEr
     };
     let flow_id = text(request, path, "flow_id")?;
     let kickoff_id = text(request, path, "flow_execution_id")?.or_else(|| flow_id.clone());
+    if let Some(id) = &kickoff_id {
+        check_id(&format!("{path}flow_execution_id"), id)?;
+    }
     let deployment = if nested {
         map.get("deployment")
             .and_then(|d| d.get("name"))

@@ -18,7 +18,7 @@ use crate::amp::reconcile::{self, ReconcileError};
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
 use crate::http::extract::{JsonBody, Path, Query};
-use crate::security::api_key::Caller;
+use crate::security::api_key::{Admin, Caller};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -87,11 +87,10 @@ async fn source(state: &AppState, name: &str) -> ApiResult<AmpSource> {
 
 async fn start_run(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(caller): Admin,
     Path(name): Path<String>,
     JsonBody(body): JsonBody<KickoffIn>,
 ) -> ApiResult<(StatusCode, axum::Json<KickoffOut>)> {
-    caller.require(Scope::Admin, "starting AMP runs")?;
     let source = source(&state, &name).await?;
     let execution = kickoff::start(
         &state.delivery.outbound,

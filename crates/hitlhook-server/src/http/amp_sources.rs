@@ -16,7 +16,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
 use crate::http::dto::PageOut;
 use crate::http::extract::{JsonBody, Path};
-use crate::security::api_key::Caller;
+use crate::security::api_key::{Admin, Caller};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -94,10 +94,9 @@ impl SourceOut {
 
 async fn create_source(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(caller): Admin,
     JsonBody(body): JsonBody<SourceRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<SourceOut>)> {
-    caller.require(Scope::Admin, "creating AMP sources")?;
     let (source, revealed) =
         build(&state.delivery.guard, body, Timestamp::now()).map_err(|(field, problem)| {
             ApiError::unprocessable("invalid_request", format!("{field}: {problem}"))

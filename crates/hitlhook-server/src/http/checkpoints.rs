@@ -16,7 +16,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
 use crate::http::dto::{CheckpointOut, DecisionIn, FeedbackIn, PageOut};
 use crate::http::extract::{JsonBody, Path, Query};
-use crate::security::api_key::Caller;
+use crate::security::api_key::{Caller, Reviewer};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -48,7 +48,9 @@ async fn get_checkpoint(
                 "wait must be a number of seconds, 0 or more",
             ));
         }
-        Some(w) => Duration::from_secs_f64(w).min(state.config.max_wait()),
+        // Clamp before converting: from_secs_f64 panics on values beyond Duration's range.
+        Some(w) if w >= state.config.max_wait().as_secs_f64() => state.config.max_wait(),
+        Some(w) => Duration::from_secs_f64(w),
         None => Duration::ZERO,
     };
     let missing = || ApiError::not_found(format!("no checkpoint {id:?}"));
@@ -92,7 +94,8 @@ struct ListQuery {
 pub(crate) fn parse_cursor(cursor: Option<&str>) -> ApiResult<Option<i64>> {
     cursor
         .map(|c| {
-            c.parse::<i64>().map_err(|_| {
+            // Cursors are sequence numbers, never negative.
+            c.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
                 ApiError::bad_request(
                     "invalid_query",
                     "cursor must be a next_cursor value from a previous page",
@@ -100,6 +103,19 @@ pub(crate) fn parse_cursor(cursor: Option<&str>) -> ApiResult<Option<i64>> {
             })
         })
         .transpose()
+}
+
+/// A page size: absent means `default`, above `max` means `max`, and 0 is refused rather than
+/// quietly read as 1.
+pub(crate) fn parse_limit(limit: Option<u32>, default: u32, max: u32) -> ApiResult<u32> {
+    match limit {
+        None => Ok(default),
+        Some(0) => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be between 1 and {max}"),
+        )),
+        Some(n) => Ok(n.min(max)),
+    }
 }
 
 async fn list_checkpoints(
@@ -131,7 +147,7 @@ async fn list_checkpoints(
         status,
         kickoff_id: q.kickoff_id,
         order,
-        limit: q.limit.unwrap_or(50).clamp(1, 500),
+        limit: parse_limit(q.limit, 50, 500)?,
         cursor: parse_cursor(q.cursor.as_deref())?,
     };
     let page = state.store.list_checkpoints(&query).await?;
@@ -143,7 +159,7 @@ async fn list_checkpoints(
 
 async fn create_feedback(
     State(state): State<AppState>,
-    caller: Caller,
+    Reviewer(caller): Reviewer,
     JsonBody(body): JsonBody<FeedbackIn>,
 ) -> ApiResult<axum::Json<CheckpointOut>> {
     let (id, decision) = body.split();
@@ -152,7 +168,7 @@ async fn create_feedback(
 
 async fn create_decision(
     State(state): State<AppState>,
-    caller: Caller,
+    Reviewer(caller): Reviewer,
     Path(id): Path<String>,
     JsonBody(decision): JsonBody<DecisionIn>,
 ) -> ApiResult<axum::Json<CheckpointOut>> {
@@ -167,6 +183,7 @@ async fn decide(
     d: DecisionIn,
 ) -> ApiResult<axum::Json<CheckpointOut>> {
     caller.require(Scope::Reviewer, "deciding a checkpoint")?;
+    check_provenance(&d)?;
     let request = DecisionRequest {
         action: d.action,
         feedback: d.feedback,
@@ -181,6 +198,34 @@ async fn decide(
         DecideOutcome::NotFound => Err(ApiError::not_found(format!("no checkpoint {id:?}"))),
         DecideOutcome::Refused { checkpoint, error } => Err(refusal(&checkpoint, error)),
     }
+}
+
+/// Channels hitlhook records itself (timeouts, Slack buttons, email links); an API caller naming
+/// one would make its decision look like it came from there.
+const RESERVED_CHANNELS: &[&str] = &["system", "slack", "email"];
+
+/// Refuses a decision that claims to be one hitlhook made itself.
+fn check_provenance(d: &DecisionIn) -> ApiResult<()> {
+    if let Some(by) = &d.decided_by
+        && by.trim().to_ascii_lowercase().starts_with("system:")
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            "decided_by: the system: prefix is reserved for decisions hitlhook makes itself (such as system:timeout); name the person or integration instead",
+        ));
+    }
+    if let Some(channel) = &d.channel
+        && RESERVED_CHANNELS.contains(&channel.trim().to_ascii_lowercase().as_str())
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            format!(
+                "channel: {channel:?} is recorded by hitlhook itself ({}); use api, inbox or your integration's own name",
+                RESERVED_CHANNELS.join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Applies a decision from any channel (API, Slack, email): the store's one transaction, then

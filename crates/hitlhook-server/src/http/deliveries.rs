@@ -13,10 +13,10 @@ use serde_json::value::RawValue;
 use crate::delivery::webhook::validate_subscription;
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
-use crate::http::checkpoints::parse_cursor;
+use crate::http::checkpoints::{parse_cursor, parse_limit};
 use crate::http::dto::PageOut;
 use crate::http::extract::{JsonBody, Path, Query};
-use crate::security::api_key::Caller;
+use crate::security::api_key::{Admin, Caller};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -126,7 +126,7 @@ async fn list_deliveries(
             state: delivery_state,
             checkpoint_id: q.checkpoint_id,
             kind,
-            limit: q.limit.unwrap_or(50).clamp(1, 500),
+            limit: parse_limit(q.limit, 50, 500)?,
             cursor: parse_cursor(q.cursor.as_deref())?,
         })
         .await?;
@@ -214,10 +214,9 @@ impl From<&Subscription> for SubscriptionOut {
 
 async fn create_subscription(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(caller): Admin,
     JsonBody(body): JsonBody<SubscriptionIn>,
 ) -> ApiResult<(StatusCode, axum::Json<SubscriptionOut>)> {
-    caller.require(Scope::Admin, "creating subscriptions")?;
     let spec = validate_subscription(
         &state.delivery.guard,
         &body.url,

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
-use crate::http::checkpoints::parse_cursor;
+use crate::http::checkpoints::{parse_cursor, parse_limit};
 use crate::http::dto::{CheckpointOut, EventOut, ExecutionStatusOut, PageOut};
 use crate::http::extract::{Path, Query};
 use crate::security::api_key::Caller;
@@ -94,7 +94,7 @@ async fn list_executions(
         .store
         .list_executions(&ExecutionQuery {
             status,
-            limit: q.limit.unwrap_or(50).clamp(1, 500),
+            limit: parse_limit(q.limit, 50, 500)?,
             cursor: parse_cursor(q.cursor.as_deref())?,
         })
         .await?;
@@ -120,6 +120,13 @@ async fn events_page(
     q: EventsQuery,
     kickoff: Option<String>,
 ) -> ApiResult<axum::Json<PageOut<EventOut>>> {
+    // `after` is a sequence number like the live stream's, refused there too when negative.
+    if q.after.is_some_and(|a| a < 0) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "after must be a sequence number, 0 or more",
+        ));
+    }
     let cursor = parse_cursor(q.cursor.as_deref())?.or(q.after);
     let page = state
         .store
@@ -128,7 +135,7 @@ async fn events_page(
             checkpoint_id: q.checkpoint_id,
             order: Order::OldestFirst,
             cursor,
-            limit: q.limit.unwrap_or(100).clamp(1, 1000),
+            limit: parse_limit(q.limit, 100, 1000)?,
         })
         .await?;
     Ok(axum::Json(PageOut {

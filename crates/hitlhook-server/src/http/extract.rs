@@ -1,12 +1,15 @@
 //! Extractors that turn every malformed request into a precise [`ApiError`]: body size (413),
-//! content type (415), JSON syntax with its position (400), schema with the offending field
-//! (422), and query strings (400).
+//! an unreadable body (400), content type (415), JSON syntax with its position (400), schema
+//! with the offending field (422), and query strings (400). Ids and query values with control
+//! characters are refused here, once for every route: no stored id holds one, and PostgreSQL
+//! cannot even compare text holding NUL.
 
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -21,9 +24,24 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge { limit })
+    // Read frame by frame: only going over `limit` is a 413; a broken chunked encoding or a
+    // client that hangs up mid-body is a different failure.
+    let mut stream = body.into_data_stream();
+    let mut bytes = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            tracing::debug!(error = %e, "reading the request body failed");
+            ApiError::bad_request(
+                "malformed_body",
+                "the request body could not be read (broken chunked encoding, or the connection closed before the body ended); send the request again",
+            )
+        })?;
+        if bytes.len().saturating_add(chunk.len()) > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes.freeze())
 }
 
 /// Refuses bodies that are not declared as JSON.
@@ -41,7 +59,21 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     if essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
     {
-        Ok(())
+        // JSON is UTF-8 (RFC 8259); a body declared in another charset would be misread.
+        let charset = content_type.split(';').skip(1).find_map(|param| {
+            let (name, value) = param.split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case("charset")
+                .then(|| value.trim().trim_matches('"').to_ascii_lowercase())
+        });
+        match charset.as_deref() {
+            None | Some("utf-8" | "utf8") => Ok(()),
+            Some(other) => Err(ApiError::UnsupportedMediaType {
+                detail: format!(
+                    "JSON must be UTF-8: send Content-Type: application/json (optionally with charset=utf-8), not charset={other}"
+                ),
+            }),
+        }
     } else {
         let got = if content_type.is_empty() {
             "no Content-Type".to_owned()
@@ -65,25 +97,64 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|err| {
+    let syntax = |inner: &serde_json::Error| ApiError::MalformedJson {
+        line: inner.line(),
+        column: inner.column(),
+        message: hitlhook_domain::event::json_message(inner),
+    };
+    let value: T = serde_path_to_error::deserialize(&mut *de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
-        let message = inner.to_string();
-        let message = message
-            .rsplit_once(" at line ")
-            .map_or(message.as_str(), |(m, _)| m)
-            .to_owned();
         if inner.is_data() {
             let field = if path == "." { "body".to_owned() } else { path };
+            let message = hitlhook_domain::event::json_message(&inner);
             ApiError::unprocessable("invalid_request", format!("{field}: {message}"))
         } else {
-            ApiError::MalformedJson {
-                line: inner.line(),
-                column: inner.column(),
-                message,
-            }
+            syntax(&inner)
         }
-    })
+    })?;
+    // One JSON value, nothing after it: trailing text means the body is not what was meant.
+    de.end().map_err(|e| syntax(&e))?;
+    if let Some(field) = nul_field(bytes) {
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            format!("{field}: must not contain NUL (\\u0000) characters"),
+        ));
+    }
+    Ok(value)
+}
+
+/// The path of the first string (or key) holding NUL, if any. Such text cannot be stored on
+/// PostgreSQL, so it is refused naming the field instead of failing later.
+fn nul_field(bytes: &[u8]) -> Option<String> {
+    // NUL can only arrive as the escape `\u0000` (raw control characters are invalid JSON).
+    if !bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000")) {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    fn walk(value: &serde_json::Value, path: &str) -> Option<String> {
+        match value {
+            serde_json::Value::String(s) if s.contains('\0') => Some(path.to_owned()),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| walk(v, &format!("{path}[{i}]"))),
+            serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+                let here = if path == "body" {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                if k.contains('\0') {
+                    Some(here)
+                } else {
+                    walk(v, &here)
+                }
+            }),
+            _ => None,
+        }
+    }
+    walk(&value, "body")
 }
 
 /// A JSON request body with the checks above, in that order.
@@ -107,6 +178,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let pairs = axum::extract::Query::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+        if let Some((name, _)) = pairs
+            .0
+            .iter()
+            .find(|(k, v)| has_control(k) || has_control(v))
+        {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("{name}: must not contain control characters (such as %00)"),
+            ));
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Query(q.0))
@@ -121,9 +205,22 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // No id is stored with a control character (ingest refuses them), so such a path
+        // names nothing: 404, before the store is asked.
+        if let Ok(raw) = axum::extract::RawPathParams::from_request_parts(parts, state).await
+            && let Some((_, value)) = raw.iter().find(|(_, v)| has_control(v))
+        {
+            return Err(ApiError::not_found(format!(
+                "nothing is named {value:?}: ids never contain control characters (such as %00)"
+            )));
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| Path(p.0))
             .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
     }
+}
+
+fn has_control(text: &str) -> bool {
+    text.chars().any(char::is_control)
 }

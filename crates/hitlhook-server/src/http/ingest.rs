@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use hitlhook_domain::event::{MAX_ID_LEN, check_id};
 use hitlhook_domain::{
     BatchEvent, EnvelopeError, EventEnvelope, EventIdentity, Incoming, Scope, Timestamp,
 };
@@ -104,18 +105,33 @@ async fn authenticate(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Api
 }
 
 /// The event's identity: `webhook-id`, else the body's `event_id`, else the body's SHA-256.
-fn identity(headers: &HeaderMap, envelope: &EventEnvelope, body: &[u8]) -> EventIdentity {
-    if let Some(id) = headers
-        .get("webhook-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-    {
-        return EventIdentity::from_webhook_id(id);
+/// A `webhook-id` is stored like any other id, so it follows the same rules.
+fn identity(
+    headers: &HeaderMap,
+    envelope: &EventEnvelope,
+    body: &[u8],
+) -> ApiResult<EventIdentity> {
+    if let Some(value) = headers.get("webhook-id").filter(|v| !v.is_empty()) {
+        let id = value
+            .to_str()
+            .ok()
+            .filter(|id| check_id("webhook-id", id).is_ok())
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_header",
+                    format!(
+                        "webhook-id: must be 1 to {MAX_ID_LEN} bytes of printable ASCII (a unique id per message, e.g. msg_2b3c)"
+                    ),
+                )
+            })?;
+        return Ok(EventIdentity::from_webhook_id(id));
     }
     if let Some(id) = &envelope.event_id {
-        return EventIdentity::from_event_id(id);
+        return Ok(EventIdentity::from_event_id(id));
     }
-    EventIdentity::from_body_hash(&hex::encode(Sha256::digest(body)))
+    Ok(EventIdentity::from_body_hash(&hex::encode(Sha256::digest(
+        body,
+    ))))
 }
 
 pub(crate) fn envelope_error(e: EnvelopeError) -> ApiError {
@@ -132,6 +148,7 @@ pub(crate) fn envelope_error(e: EnvelopeError) -> ApiError {
         EnvelopeError::Schema { path, message } => {
             ApiError::unprocessable("invalid_event", format!("{path}: {message}"))
         }
+        e @ EnvelopeError::TooDeep { .. } => ApiError::unprocessable("too_deep", e.to_string()),
     }
 }
 
@@ -162,7 +179,7 @@ async fn ingest(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<
     let single = matches!(incoming, Incoming::Single(_));
     let items = match incoming {
         Incoming::Single(envelope) => {
-            let identity = identity(headers, &envelope, &bytes);
+            let identity = identity(headers, &envelope, &bytes)?;
             // The whole body is the stored payload; batch events carry their own text instead.
             let payload =
                 String::from_utf8(Vec::from(bytes)).map_err(|_| ApiError::MalformedJson {

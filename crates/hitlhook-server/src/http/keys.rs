@@ -11,7 +11,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
 use crate::http::dto::{KeyOut, NewKeyIn, PageOut};
 use crate::http::extract::{JsonBody, Path};
-use crate::security::api_key::{self, Caller};
+use crate::security::api_key::{self, Admin, Caller};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -33,10 +33,9 @@ async fn list_keys(
 
 async fn create_key(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(caller): Admin,
     JsonBody(body): JsonBody<NewKeyIn>,
 ) -> ApiResult<(StatusCode, axum::Json<KeyOut>)> {
-    caller.require(Scope::Admin, "creating API keys")?;
     hitlhook_domain::checkpoint::check_label("name", &body.name)
         .map_err(|e| ApiError::unprocessable("invalid_request", e.to_string()))?;
     match api_key::create(state.store.as_ref(), &body.name, body.scope).await {

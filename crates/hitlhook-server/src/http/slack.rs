@@ -28,6 +28,7 @@ use crate::html::{closed_sentence, inbox_link};
 use crate::http::AppState;
 use crate::http::checkpoints::apply_decision;
 use crate::http::extract::read_body;
+use crate::security::signature::SignatureError;
 use crate::security::slack;
 
 pub fn router() -> Router<AppState> {
@@ -87,7 +88,15 @@ async fn receive_interaction(
         &bytes,
         Timestamp::now().unix_seconds(),
     )
-    .map_err(|e| ApiError::unauthorized(e.code(), format!("Slack signature: {e}")))?;
+    .map_err(|e| {
+        let code = e.code();
+        // SignatureError::Missing's text is about the webhook schemes; Slack has its own headers.
+        let detail = match e {
+            SignatureError::Missing => "Slack signature: missing; Slack signs every request with X-Slack-Signature and X-Slack-Request-Timestamp (check the app's Request URL and signing secret)".to_owned(),
+            other => format!("Slack signature: {other}"),
+        };
+        ApiError::unauthorized(code, detail)
+    })?;
     let content_type = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())

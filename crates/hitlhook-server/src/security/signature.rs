@@ -262,11 +262,19 @@ fn check_timestamp(
         header,
         problem: "expected integer Unix seconds",
     })?;
-    if now - ts > tolerance {
-        return Err(SignatureError::Stale(now - ts - tolerance));
+    check_window(ts, now, tolerance)
+}
+
+/// Refuses a timestamp more than `tolerance` seconds from `now`. The sender picks `ts`, so any
+/// i64 can arrive: the distance is computed in i128, where it cannot overflow.
+pub(crate) fn check_window(ts: i64, now: i64, tolerance: i64) -> Result<(), SignatureError> {
+    let beyond = |d: i128| i64::try_from(d - i128::from(tolerance)).unwrap_or(i64::MAX);
+    let age = i128::from(now) - i128::from(ts);
+    if age > i128::from(tolerance) {
+        return Err(SignatureError::Stale(beyond(age)));
     }
-    if ts - now > tolerance {
-        return Err(SignatureError::Future(ts - now - tolerance));
+    if -age > i128::from(tolerance) {
+        return Err(SignatureError::Future(beyond(-age)));
     }
     Ok(())
 }
@@ -341,6 +349,20 @@ mod tests {
     use axum::http::HeaderValue;
 
     const NOW: i64 = 1_700_000_000;
+
+    #[test]
+    fn the_window_holds_at_the_extremes() {
+        assert_eq!(check_window(NOW, NOW, 300), Ok(()));
+        assert_eq!(
+            check_window(i64::MIN, NOW, 300),
+            Err(SignatureError::Stale(i64::MAX))
+        );
+        assert_eq!(
+            check_window(i64::MAX, i64::MIN, 300),
+            Err(SignatureError::Future(i64::MAX))
+        );
+        assert_eq!(check_window(i64::MAX, i64::MAX, i64::MAX), Ok(()));
+    }
 
     fn keys(secrets: &[&str]) -> SigningKeys {
         SigningKeys::new(

@@ -8,6 +8,7 @@ mod helpers;
 mod peers;
 
 mod decisions;
+mod edges;
 mod email;
 mod errors;
 mod ingest;
