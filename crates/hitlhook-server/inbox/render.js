@@ -250,11 +250,18 @@ function scalar(value) {
   }
 }
 
+/** Levels of a JSON tree rendered before the rest is shown as "…". */
+const JSON_TREE_MAX_DEPTH = 20;
+
 /** A collapsible tree of any JSON value (native <details>, so it is keyboard-usable). */
 export function jsonTree(value, label = null, depth = 0) {
   const key = label === null ? null : h('span', { class: 'json-key' }, label);
   if (value === null || typeof value !== 'object') {
     return h('div', { class: 'json-leaf' }, key, key && ': ', scalar(value));
+  }
+  // Deeper levels are elided: a hostile or runaway payload must not exhaust the call stack.
+  if (depth >= JSON_TREE_MAX_DEPTH) {
+    return h('div', { class: 'json-leaf' }, key, key && ': ', h('span', { class: 'json-meta', title: 'nested too deep to show' }, '…'));
   }
   const isArray = Array.isArray(value);
   const entries = isArray ? value.map((v, i) => [String(i), v]) : Object.entries(value);
