@@ -34,7 +34,7 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-/// A page, or the same answer as problem JSON for clients that do not ask for HTML.
+/// A page, or the same answer as problem JSON for clients that ask for JSON.
 struct Page {
     status: StatusCode,
     code: &'static str,
@@ -58,11 +58,13 @@ impl Page {
     }
 
     fn render(self, headers: &HeaderMap) -> Response {
-        let wants_html = headers
+        // These links are opened by people: a page unless the client asks for JSON (a bare
+        // `curl`, a mail client's preview or a browser all get HTML).
+        let wants_json = headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/html"));
-        let mut response = if wants_html || self.status.is_success() {
+            .is_some_and(|a| a.contains("json") && !a.contains("text/html"));
+        let mut response = if !wants_json || self.status.is_success() {
             let html = format!(
                 "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
                  <meta name=\"robots\" content=\"noindex\"><title>{title} · hitlhook</title>\

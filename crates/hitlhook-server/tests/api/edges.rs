@@ -20,6 +20,8 @@ on_both_backends!(
     scope_is_checked_before_the_body,
     decisions_cannot_claim_hitlhook_provenance,
     small_query_and_body_rules,
+    email_link_errors_are_pages_for_people,
+    slack_refusals_speak_of_slack,
 );
 
 async fn send(
@@ -493,5 +495,74 @@ async fn small_query_and_body_rules(db: TestDb) {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("malformed_body"), "{answer}");
+    assert_eq!(app.snapshot().await, before, "refusals changed nothing");
+}
+
+async fn email_link_errors_are_pages_for_people(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let url = app.url("/email/decision?token=bad");
+    for accept in [
+        None,
+        Some("*/*"),
+        Some("text/html,application/xhtml+xml,*/*;q=0.8"),
+    ] {
+        let mut request = app.client.get(&url);
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        let response = request.send().await.expect("request");
+        assert_eq!(response.status(), 400, "{accept:?}");
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .to_owned();
+        assert!(
+            content_type.starts_with("text/html"),
+            "{accept:?}: {content_type}"
+        );
+        assert!(response.text().await.expect("body").contains("<h1>"));
+    }
+    let response = app
+        .client
+        .get(&url)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("request");
+    assert_problem(response, 400, "invalid_link").await;
+}
+
+async fn slack_refusals_speak_of_slack(db: TestDb) {
+    let app = TestApp::spawn_with(db, |cfg| {
+        cfg.delivery.slack_signing_secret =
+            Some(hitlhook_server::config::Secret("slack-secret".into()));
+    })
+    .await;
+    let before = app.snapshot().await;
+    let post = |headers: Vec<(&'static str, String)>| {
+        let mut request = app
+            .client
+            .post(app.url("/slack/interactions"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("payload=%7B%7D");
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let response = post(vec![]).await.expect("request");
+    let problem = assert_problem(response, 401, "missing_signature").await;
+    let detail = problem["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains("X-Slack-Signature") && !detail.contains("CrewAI"),
+        "{problem}"
+    );
+    let response = post(vec![
+        ("x-slack-signature", "v0=00".into()),
+        ("x-slack-request-timestamp", i64::MIN.to_string()),
+    ])
+    .await
+    .expect("request");
+    assert_problem(response, 401, "stale_timestamp").await;
     assert_eq!(app.snapshot().await, before, "refusals changed nothing");
 }
