@@ -60,12 +60,18 @@ pub struct Config {
     pub bind: String,
 
     /// Directory for the SQLite database and the generated webhook secret.
-    #[arg(long, env = "HITLHOOK_DATA_DIR", default_value = "hitlhook-data")]
+    // `global`: `hitlhook keys create --data-dir D` works as well as `hitlhook keys --data-dir D create`.
+    #[arg(
+        long,
+        env = "HITLHOOK_DATA_DIR",
+        default_value = "hitlhook-data",
+        global = true
+    )]
     pub data_dir: PathBuf,
 
     /// Database: sqlite:///abs/path.db, sqlite:relative.db or postgres://user:pass@host/db.
     /// Default: SQLite at DATA_DIR/hitlhook.db.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
 
     /// Webhook signing secret(s), comma-separated to rotate without downtime (the first one
