@@ -101,7 +101,7 @@ pub async fn keys(config: Config, action: KeysAction) -> anyhow::Result<()> {
                     "{:<38} {:<24} {:<9} {:<10} {:<25} {revoked}",
                     k.id,
                     k.name,
-                    k.scope,
+                    k.scope.to_string(), // Display ignores width; a String pads
                     k.prefix,
                     k.created_at.to_rfc3339()
                 );

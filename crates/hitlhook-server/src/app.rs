@@ -28,6 +28,7 @@ use crate::ingest::Ingestor;
 use crate::security::links::LinkSigner;
 use crate::security::stream_token::StreamTokens;
 use crate::security::{api_key, signature::SigningKeys};
+use crate::serve::{ConnectionLimits, serve};
 use crate::sweeper;
 use crate::waiters::Waiters;
 
@@ -175,16 +176,20 @@ impl App {
             cancel.clone(),
         ));
         info!(addr = %self.local_addr()?, backend = self.state.store.backend(), "hitlhook listening");
+        let config_header_timeout = self.state.config.header_read_timeout_secs;
+        let config_max_connections = self.state.config.max_connections;
         let router = http::router(self.state);
         let signal = cancel.clone();
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                info!("shutting down: finishing in-flight requests");
-                signal.cancel();
-            })
-            .await
-            .context("serving HTTP")?;
+        let limits = ConnectionLimits {
+            header_read_timeout: Duration::from_secs(config_header_timeout.max(1)),
+            max_connections: config_max_connections,
+        };
+        serve(self.listener, router, limits, async move {
+            shutdown.await;
+            info!("shutting down: finishing in-flight requests");
+            signal.cancel();
+        })
+        .await;
         cancel.cancel();
         let _ = sweeper.await;
         if let Some(reconciler) = amp_reconciler {

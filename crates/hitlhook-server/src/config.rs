@@ -60,12 +60,18 @@ pub struct Config {
     pub bind: String,
 
     /// Directory for the SQLite database and the generated webhook secret.
-    #[arg(long, env = "HITLHOOK_DATA_DIR", default_value = "hitlhook-data")]
+    // `global`: `hitlhook keys create --data-dir D` works as well as `hitlhook keys --data-dir D create`.
+    #[arg(
+        long,
+        env = "HITLHOOK_DATA_DIR",
+        default_value = "hitlhook-data",
+        global = true
+    )]
     pub data_dir: PathBuf,
 
     /// Database: sqlite:///abs/path.db, sqlite:relative.db or postgres://user:pass@host/db.
     /// Default: SQLite at DATA_DIR/hitlhook.db.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
 
     /// Webhook signing secret(s), comma-separated to rotate without downtime (the first one
@@ -91,6 +97,16 @@ pub struct Config {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "HITLHOOK_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Seconds a client has to send a request's headers; an idle keep-alive connection is
+    /// closed after as long. Protects against clients that open connections and trickle bytes.
+    #[arg(long, env = "HITLHOOK_HEADER_READ_TIMEOUT_SECS", default_value_t = 30)]
+    pub header_read_timeout_secs: u64,
+
+    /// Most HTTP connections open at once; more wait in the kernel's accept queue. Keep it
+    /// below the process's open-file limit (`ulimit -n`). WebSocket streams are not counted.
+    #[arg(long, env = "HITLHOOK_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
 
     /// How far a signature timestamp may be from this server's clock, in seconds, either way.
     #[arg(long, env = "HITLHOOK_SIGNATURE_TOLERANCE_SECS", default_value_t = 300)]
@@ -196,6 +212,8 @@ impl Config {
             admin_api_key: None,
             base_url: None,
             max_body_bytes: 1024 * 1024,
+            header_read_timeout_secs: 30,
+            max_connections: 10_000,
             signature_tolerance_secs: 300,
             max_wait_secs: 300,
             sweep_interval_ms: 1000,

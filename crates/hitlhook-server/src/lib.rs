@@ -1,5 +1,5 @@
 //! hitlhook's server as a library: configuration, the HTTP API, authentication, the group-commit
-//! ingest path, long-poll waiters, the expiry sweeper, the live stream, the web inbox and the
+//! ingest path, the accept loop with its connection limits, long-poll waiters, the expiry sweeper, the live stream, the web inbox and the
 //! delivery engine (Slack, email, outbound webhooks). The `hitlhook` binary is a thin CLI on
 //! top; tests build the same [`App`] on port 0.
 
@@ -14,6 +14,7 @@ pub mod http;
 pub mod hub;
 pub mod ingest;
 pub mod security;
+pub mod serve;
 pub mod stream;
 pub mod sweeper;
 pub mod telemetry;

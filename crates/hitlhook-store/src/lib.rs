@@ -23,7 +23,7 @@ use hitlhook_domain::{
 
 pub use model::*;
 pub use outbox::OutboxSettings;
-pub use sql::{Backend, SqlStore};
+pub use sql::{Backend, SqlStore, create_private_dir};
 
 /// Errors the store reports. Domain refusals are not errors here: they are outcomes.
 #[derive(Debug, thiserror::Error)]

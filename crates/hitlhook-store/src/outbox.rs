@@ -430,8 +430,10 @@ pub(crate) async fn remove_subscription(
     id: &str,
     now: Timestamp,
 ) -> StoreResult<bool> {
+    // The signing secret is wiped: nothing is ever signed for a removed subscription again, and
+    // a secret left in the row would outlive the operator's decision to revoke it.
     let done = sqlx::query(
-        "update subscriptions set disabled_at = $1 where id = $2 and disabled_at is null",
+        "update subscriptions set disabled_at = $1, secret = '' where id = $2 and disabled_at is null",
     )
     .bind(now.millis())
     .bind(id)

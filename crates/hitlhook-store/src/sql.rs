@@ -126,6 +126,17 @@ impl SqlStore {
     }
 }
 
+/// Creates `dir` (and missing parents) readable by its owner only: the database holds
+/// subscriber signing secrets and the audit trail, and SQLite creates its files with the
+/// process umask (often world-readable). An existing directory is left as the operator made it.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 /// Normalises a SQLite URL: creates the parent directory and asks sqlx to create the file.
 fn sqlite_url(url: &str) -> StoreResult<String> {
     let rest = url
@@ -141,7 +152,7 @@ fn sqlite_url(url: &str) -> StoreResult<String> {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(parent)
+        create_private_dir(parent)
             .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", parent.display())))?;
     }
     let query = if query.contains("mode=") {

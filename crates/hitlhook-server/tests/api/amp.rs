@@ -698,31 +698,9 @@ async fn flow_requests_in_both_shapes_and_escalations_make_one_checkpoint(db: Te
         .await
         .expect("list");
     assert_eq!(page.items.len(), 1, "one checkpoint per request");
-    let events: Value = app
-        .get(ADMIN_KEY, "/v1/executions/flow_abc123/events")
-        .await
-        .json()
-        .await
-        .expect("json");
-    let types: Vec<&str> = events["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter_map(|e| e["event_type"].as_str())
-        .collect();
+    let types = app.trail("/v1/executions/flow_abc123/events").await;
     assert_eq!(types, ["checkpoint.required", "amp.flow_escalation"]);
-    let trail: Value = app
-        .get(ADMIN_KEY, &format!("/v1/events?checkpoint_id={id}"))
-        .await
-        .json()
-        .await
-        .expect("json");
-    let types: Vec<&str> = trail["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter_map(|e| e["event_type"].as_str())
-        .collect();
+    let types = app.trail(&format!("/v1/events?checkpoint_id={id}")).await;
     assert_eq!(
         types,
         ["checkpoint.required", "amp.flow_escalation"],

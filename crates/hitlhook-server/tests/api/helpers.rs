@@ -204,6 +204,18 @@ impl TestApp {
         response.json().await.expect("json")
     }
 
+    /// The event types of an audit trail page (`/v1/events?...` or an execution's events), in
+    /// order.
+    pub async fn trail(&self, path: &str) -> Vec<String> {
+        let page: Value = self.get(ADMIN_KEY, path).await.json().await.expect("json");
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter_map(|e| e["event_type"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// Creates a key through the API and returns it.
     pub async fn create_key(&self, name: &str, scope: &str) -> String {
         let response = self

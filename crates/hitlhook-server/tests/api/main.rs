@@ -4,6 +4,7 @@ mod amp;
 mod amp_peer;
 mod amp_resume;
 mod amp_runs;
+mod connections;
 mod helpers;
 mod peers;
 
