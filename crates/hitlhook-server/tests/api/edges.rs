@@ -22,6 +22,7 @@ on_both_backends!(
     small_query_and_body_rules,
     email_link_errors_are_pages_for_people,
     slack_refusals_speak_of_slack,
+    amp_bodies_follow_the_same_rules,
 );
 
 async fn send(
@@ -564,5 +565,98 @@ async fn slack_refusals_speak_of_slack(db: TestDb) {
     .await
     .expect("request");
     assert_problem(response, 401, "stale_timestamp").await;
+    assert_eq!(app.snapshot().await, before, "refusals changed nothing");
+}
+
+async fn amp_bodies_follow_the_same_rules(db: TestDb) {
+    use crate::amp::{HMAC_SECRET, bearer, create_source, post_amp, signed};
+    let app = TestApp::spawn(db).await;
+    create_source(
+        &app,
+        &json!({"name": "prod", "auth": "bearer", "token": "amp-inbound-token-1"}),
+    )
+    .await;
+    create_source(
+        &app,
+        &json!({"name": "sig", "auth": "hmac", "signing_secret": HMAC_SECRET}),
+    )
+    .await;
+    let before = app.snapshot().await;
+    let auth = bearer("amp-inbound-token-1");
+    let long = "e".repeat(1000);
+    let deep = format!(
+        r#"{{"execution_id":"e1","task_id":"t","output":{}{}}}"#,
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    let cases: Vec<(&str, String, u16, &str, &str)> = vec![
+        (
+            "NUL execution id",
+            r#"{"execution_id":"a\u0000b","task_id":"t","output":"o"}"#.into(),
+            422,
+            "invalid_event",
+            "execution_id",
+        ),
+        (
+            "NUL deep in output",
+            r#"{"execution_id":"e1","task_id":"t","output":{"x":["a\u0000b"]}}"#.into(),
+            422,
+            "invalid_event",
+            "output.x[0]",
+        ),
+        (
+            "long execution id",
+            json!({"execution_id": long, "task_id": "t", "output": "o"}).to_string(),
+            422,
+            "invalid_event",
+            "execution_id",
+        ),
+        (
+            "control task id",
+            r#"{"execution_id":"e1","task_id":"a\tb","output":"o"}"#.into(),
+            422,
+            "invalid_event",
+            "task_id",
+        ),
+        (
+            "trailing text",
+            r#"{"execution_id":"e1","task_id":"t","output":"o"} x"#.into(),
+            400,
+            "malformed_json",
+            "",
+        ),
+        ("nested deep", deep, 422, "too_deep", "64"),
+    ];
+    for (name, body, status, code, mention) in cases {
+        let response = post_amp(&app, "/amp/prod/human-input", &auth, body.as_bytes()).await;
+        assert_mentions(response, status, code, mention, name).await;
+    }
+    let response = post_amp(
+        &app,
+        "/amp/prod/events",
+        &auth,
+        br#"{"events":[{"type":"task_started","execution_id":"a\u0000b"}]}"#,
+    )
+    .await;
+    assert_mentions(
+        response,
+        422,
+        "invalid_event",
+        "kickoff_id",
+        "NUL in an event stream",
+    )
+    .await;
+    let body = br#"{"event":"new_request"}"#;
+    for ts in [i64::MIN, i64::MAX] {
+        let mut headers = signed(body, ts, false);
+        headers.push(("x-signature", "sha256=00".into()));
+        let response = post_amp(&app, "/amp/sig/flow-hitl", &headers, body).await;
+        let code = if ts < 0 {
+            "stale_timestamp"
+        } else {
+            "future_timestamp"
+        };
+        assert_problem(response, 401, code).await;
+    }
     assert_eq!(app.snapshot().await, before, "refusals changed nothing");
 }
