@@ -274,6 +274,14 @@ impl Checkpoint {
                 if request.action == Action::Revise && feedback.is_none() {
                     return Err(DecideError::FeedbackRequired);
                 }
+                // Feedback may hold newlines and tabs, but not NUL: PostgreSQL cannot store it,
+                // and it can arrive from any channel (an email form, a Slack modal).
+                if feedback.as_deref().is_some_and(|f| f.contains('\0')) {
+                    return Err(DecideError::Invalid(invalid(
+                        "feedback",
+                        "must not contain NUL characters",
+                    )));
+                }
                 check_label("decided_by", &request.decided_by).map_err(DecideError::Invalid)?;
                 check_label("channel", &request.channel).map_err(DecideError::Invalid)?;
                 let mut next = self.clone();

@@ -23,6 +23,7 @@ on_both_backends!(
     email_link_errors_are_pages_for_people,
     slack_refusals_speak_of_slack,
     amp_bodies_follow_the_same_rules,
+    nul_feedback_from_an_email_form_is_refused,
 );
 
 async fn send(
@@ -658,5 +659,35 @@ async fn amp_bodies_follow_the_same_rules(db: TestDb) {
         };
         assert_problem(response, 401, code).await;
     }
+    assert_eq!(app.snapshot().await, before, "refusals changed nothing");
+}
+
+async fn nul_feedback_from_an_email_form_is_refused(db: TestDb) {
+    use hitlhook_domain::Action;
+    use hitlhook_server::security::links::{LinkClaims, LinkSigner};
+    let app = TestApp::spawn(db).await;
+    app.send_checkpoint("cp-1", "k-1").await;
+    let before = app.snapshot().await;
+    // The test server's first webhook secret signs links, as in production.
+    let token = LinkSigner::new(SECRET.as_bytes()).sign(&LinkClaims {
+        checkpoint_id: "cp-1".into(),
+        recipient: "carol@example.com".into(),
+        action: Action::Revise,
+        expires_at: Timestamp::now().millis() + 60_000,
+        delivery_id: "d-test".into(),
+    });
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([("token", token.as_str()), ("feedback", "a\u{0}b")])
+        .finish();
+    let response = app
+        .client
+        .post(app.url("/email/decision"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    assert_mentions(response, 422, "invalid_request", "feedback", "email form").await;
     assert_eq!(app.snapshot().await, before, "refusals changed nothing");
 }
