@@ -6,8 +6,8 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use hitlhook_domain::Timestamp;
 use hitlhook_domain::amp::{AuthMode, EmitMap};
-use hitlhook_domain::{Scope, Timestamp};
 use hitlhook_store::{AmpSource, StoreError};
 use serde::Serialize;
 
@@ -16,7 +16,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
 use crate::http::dto::PageOut;
 use crate::http::extract::{JsonBody, Path};
-use crate::security::api_key::{Admin, Caller};
+use crate::security::api_key::Admin;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -128,9 +128,8 @@ async fn create_source(
 
 async fn list_sources(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(_): Admin,
 ) -> ApiResult<axum::Json<PageOut<SourceOut>>> {
-    caller.require(Scope::Admin, "listing AMP sources")?;
     let sources = state.store.list_amp_sources().await?;
     Ok(axum::Json(PageOut {
         items: sources
@@ -143,10 +142,9 @@ async fn list_sources(
 
 async fn get_source(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(_): Admin,
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<SourceOut>> {
-    caller.require(Scope::Admin, "reading an AMP source")?;
     let source = state
         .store
         .get_amp_source(&name)
@@ -161,10 +159,9 @@ async fn get_source(
 
 async fn remove_source(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(caller): Admin,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Scope::Admin, "removing AMP sources")?;
     if state.store.remove_amp_source(&name).await? {
         tracing::info!(source = %name, by = %caller.name, "AMP source removed");
         Ok(StatusCode::NO_CONTENT)

@@ -16,7 +16,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
 use crate::http::dto::{CheckpointOut, DecisionIn, FeedbackIn, PageOut};
 use crate::http::extract::{JsonBody, Path, Query};
-use crate::security::api_key::{Caller, Reviewer};
+use crate::security::api_key::{Caller, Ingest, Reviewer};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -36,11 +36,10 @@ struct WaitQuery {
 
 async fn get_checkpoint(
     State(state): State<AppState>,
-    caller: Caller,
+    Ingest(_): Ingest,
     Path(id): Path<String>,
     Query(q): Query<WaitQuery>,
 ) -> ApiResult<axum::Json<CheckpointOut>> {
-    caller.require(Scope::Ingest, "reading a checkpoint")?;
     let wait = match q.wait {
         Some(w) if !w.is_finite() || w < 0.0 => {
             return Err(ApiError::bad_request(
@@ -120,10 +119,9 @@ pub(crate) fn parse_limit(limit: Option<u32>, default: u32, max: u32) -> ApiResu
 
 async fn list_checkpoints(
     State(state): State<AppState>,
-    caller: Caller,
+    Reviewer(_): Reviewer,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<axum::Json<PageOut<CheckpointOut>>> {
-    caller.require(Scope::Reviewer, "listing checkpoints")?;
     let status = match q.status.as_deref() {
         None | Some("all") => None,
         Some(s) => Some(CheckpointStatus::parse(s).ok_or_else(|| {

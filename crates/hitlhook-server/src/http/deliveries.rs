@@ -5,7 +5,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use hitlhook_domain::{DeliveryKind, DeliveryState, Scope, Timestamp};
+use hitlhook_domain::{DeliveryKind, DeliveryState, Timestamp};
 use hitlhook_store::{Delivery, DeliveryQuery, NewSubscription, RetryOutcome, Subscription};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -16,7 +16,7 @@ use crate::http::AppState;
 use crate::http::checkpoints::{parse_cursor, parse_limit};
 use crate::http::dto::PageOut;
 use crate::http::extract::{JsonBody, Path, Query};
-use crate::security::api_key::{Admin, Caller};
+use crate::security::api_key::{Admin, Reviewer};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -98,10 +98,9 @@ struct ListQuery {
 
 async fn list_deliveries(
     State(state): State<AppState>,
-    caller: Caller,
+    Reviewer(_): Reviewer,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<axum::Json<PageOut<DeliveryOut>>> {
-    caller.require(Scope::Reviewer, "listing deliveries")?;
     let delivery_state = match q.state.as_deref() {
         None | Some("all") => None,
         Some(s) => Some(DeliveryState::parse(s).ok_or_else(|| {
@@ -138,10 +137,9 @@ async fn list_deliveries(
 
 async fn get_delivery(
     State(state): State<AppState>,
-    caller: Caller,
+    Reviewer(_): Reviewer,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<DeliveryOut>> {
-    caller.require(Scope::Reviewer, "reading a delivery")?;
     let d = state
         .store
         .get_delivery(&id)
@@ -152,10 +150,9 @@ async fn get_delivery(
 
 async fn retry_delivery(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(caller): Admin,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<DeliveryOut>> {
-    caller.require(Scope::Admin, "retrying a delivery")?;
     match state.store.retry_delivery(&id, Timestamp::now()).await? {
         RetryOutcome::Revived(d) => {
             tracing::info!(delivery_id = %d.id, by = %caller.name, "delivery revived");
@@ -249,9 +246,8 @@ async fn create_subscription(
 
 async fn list_subscriptions(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(_): Admin,
 ) -> ApiResult<axum::Json<PageOut<SubscriptionOut>>> {
-    caller.require(Scope::Admin, "listing subscriptions")?;
     let subs = state.store.list_subscriptions().await?;
     Ok(axum::Json(PageOut {
         items: subs.iter().map(SubscriptionOut::from).collect(),
@@ -261,10 +257,9 @@ async fn list_subscriptions(
 
 async fn get_subscription(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(_): Admin,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<SubscriptionOut>> {
-    caller.require(Scope::Admin, "reading a subscription")?;
     match state.store.get_subscription(&id).await? {
         Some(s) if s.disabled_at.is_none() => Ok(axum::Json(SubscriptionOut::from(&s))),
         _ => Err(ApiError::not_found(format!("no subscription {id:?}"))),
@@ -273,10 +268,9 @@ async fn get_subscription(
 
 async fn remove_subscription(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(caller): Admin,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Scope::Admin, "removing subscriptions")?;
     if state
         .store
         .remove_subscription(&id, Timestamp::now())

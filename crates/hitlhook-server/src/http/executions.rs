@@ -4,7 +4,7 @@
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use hitlhook_domain::{ExecutionStatus, Scope};
+use hitlhook_domain::ExecutionStatus;
 use hitlhook_store::{CheckpointQuery, EventQuery, ExecutionQuery, Order};
 use serde::Deserialize;
 
@@ -13,7 +13,7 @@ use crate::http::AppState;
 use crate::http::checkpoints::{parse_cursor, parse_limit};
 use crate::http::dto::{CheckpointOut, EventOut, ExecutionStatusOut, PageOut};
 use crate::http::extract::{Path, Query};
-use crate::security::api_key::Caller;
+use crate::security::api_key::{Ingest, Reviewer};
 
 /// How many checkpoints and events the status view shows.
 const STATUS_CHECKPOINTS: u32 = 100;
@@ -33,10 +33,9 @@ pub fn router() -> Router<AppState> {
 
 async fn get_status(
     State(state): State<AppState>,
-    caller: Caller,
+    Ingest(_): Ingest,
     Path(kickoff_id): Path<String>,
 ) -> ApiResult<axum::Json<ExecutionStatusOut>> {
-    caller.require(Scope::Ingest, "reading an execution")?;
     let execution = state
         .store
         .get_execution(&kickoff_id)
@@ -77,10 +76,9 @@ struct ExecutionsQuery {
 
 async fn list_executions(
     State(state): State<AppState>,
-    caller: Caller,
+    Reviewer(_): Reviewer,
     Query(q): Query<ExecutionsQuery>,
 ) -> ApiResult<axum::Json<PageOut<hitlhook_domain::Execution>>> {
-    caller.require(Scope::Reviewer, "listing executions")?;
     let status = match q.status.as_deref() {
         None | Some("all") => None,
         Some(s) => Some(ExecutionStatus::parse(s).ok_or_else(|| {
@@ -146,19 +144,17 @@ async fn events_page(
 
 async fn list_execution_events(
     State(state): State<AppState>,
-    caller: Caller,
+    Reviewer(_): Reviewer,
     Path(kickoff_id): Path<String>,
     Query(q): Query<EventsQuery>,
 ) -> ApiResult<axum::Json<PageOut<EventOut>>> {
-    caller.require(Scope::Reviewer, "reading the audit trail")?;
     events_page(&state, q, Some(kickoff_id)).await
 }
 
 async fn list_events(
     State(state): State<AppState>,
-    caller: Caller,
+    Reviewer(_): Reviewer,
     Query(q): Query<EventsQuery>,
 ) -> ApiResult<axum::Json<PageOut<EventOut>>> {
-    caller.require(Scope::Reviewer, "reading the audit trail")?;
     events_page(&state, q, None).await
 }

@@ -10,6 +10,7 @@ use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use hitlhook_domain::event::{MAX_JSON_DEPTH, check_depth};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -87,7 +88,8 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Parses JSON into `T`, telling syntax errors (400, with position) from schema errors (422,
-/// with the field path).
+/// with the field path). Nesting beyond [`MAX_JSON_DEPTH`], text after the value and NUL in
+/// any string are refused too.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // serde reads a struct from an array too; request bodies must be objects.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
@@ -95,6 +97,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "invalid_request",
             "body: must be a JSON object, not an array",
         ));
+    }
+    // The same nesting limit as events, so what is stored stays readable everywhere.
+    if let Err(e) = check_depth(bytes, MAX_JSON_DEPTH) {
+        return Err(ApiError::unprocessable("too_deep", e.to_string()));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let syntax = |inner: &serde_json::Error| ApiError::MalformedJson {

@@ -4,14 +4,14 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
-use hitlhook_domain::{Scope, Timestamp};
+use hitlhook_domain::Timestamp;
 use hitlhook_store::StoreError;
 
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
 use crate::http::dto::{KeyOut, NewKeyIn, PageOut};
 use crate::http::extract::{JsonBody, Path};
-use crate::security::api_key::{self, Admin, Caller};
+use crate::security::api_key::{self, Admin};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -21,9 +21,8 @@ pub fn router() -> Router<AppState> {
 
 async fn list_keys(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(_): Admin,
 ) -> ApiResult<axum::Json<PageOut<KeyOut>>> {
-    caller.require(Scope::Admin, "listing API keys")?;
     let keys = state.store.list_api_keys().await?;
     Ok(axum::Json(PageOut {
         items: keys.iter().map(KeyOut::from).collect(),
@@ -59,10 +58,9 @@ async fn create_key(
 
 async fn revoke_key(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(caller): Admin,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Scope::Admin, "revoking API keys")?;
     if state.store.revoke_api_key(&id, Timestamp::now()).await? {
         tracing::info!(key = %id, by = %caller.name, "API key revoked");
         Ok(StatusCode::NO_CONTENT)

@@ -92,9 +92,9 @@ fn article(scope: Scope) -> &'static str {
     }
 }
 
-/// Callers whose key has at least the named scope. Routes with a body take one of these
-/// instead of [`Caller`], so a key without the scope is refused (403) before the body is read:
-/// an unauthorised caller learns nothing from validation errors.
+/// Callers whose key has at least the named scope. Routes take one of these before their other
+/// extractors, so a key without the scope is refused (403) before the path, query or body is
+/// read: an unauthorised caller learns nothing from validation errors.
 macro_rules! scoped_caller {
     ($($name:ident => $scope:expr),* $(,)?) => {$(
         #[derive(Debug, Clone)]
@@ -115,7 +115,7 @@ macro_rules! scoped_caller {
     )*};
 }
 
-scoped_caller!(Reviewer => Scope::Reviewer, Admin => Scope::Admin);
+scoped_caller!(Ingest => Scope::Ingest, Reviewer => Scope::Reviewer, Admin => Scope::Admin);
 
 /// Reads the key from `Authorization: Bearer <key>` or `X-API-Key: <key>`.
 #[must_use]

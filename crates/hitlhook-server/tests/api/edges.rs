@@ -280,6 +280,13 @@ async fn trailing_and_deep_json_is_refused(db: TestDb) {
     )
     .await;
     assert_problem(response, 400, "malformed_json").await;
+    let deep_key = format!(
+        r#"{{"name":"x","scope":"admin","x":{}{}}}"#,
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    let response = send(&app, Method::POST, "/v1/keys", ADMIN_KEY, Some(&deep_key)).await;
+    assert_problem(response, 422, "too_deep").await;
     assert_eq!(app.snapshot().await, before, "refusals changed nothing");
     // 63 levels inside the body still fit.
     let ok = format!(
@@ -374,6 +381,17 @@ async fn scope_is_checked_before_the_body(db: TestDb) {
             &ingest
         };
         let response = send(&app, Method::POST, path, key, Some(body)).await;
+        assert_mentions(response, 403, "forbidden", "key", path).await;
+    }
+    // Queries and path ids come after the scope too.
+    for (path, key) in [
+        ("/v1/checkpoints?limit=abc", &ingest),
+        ("/v1/events?after=-1", &ingest),
+        ("/v1/executions/a%00b/events", &ingest),
+        ("/v1/subscriptions/a%00b", &reviewer),
+        ("/v1/deliveries?limit=0", &ingest),
+    ] {
+        let response = app.get(key, path).await;
         assert_mentions(response, 403, "forbidden", "key", path).await;
     }
     let response = app.get(&reviewer, "/v1/keys").await;
