@@ -170,8 +170,13 @@ pub fn check_depth(body: &[u8], limit: usize) -> Result<(), EnvelopeError> {
 /// Checks an id that is stored in its own column and used in URLs: 1 to [`MAX_ID_LEN`] bytes,
 /// no control characters (PostgreSQL cannot store NUL, and such an id could not be fetched).
 pub fn check_id(path: &str, value: &str) -> Result<(), EnvelopeError> {
-    if value.is_empty() || value.len() > MAX_ID_LEN {
-        return Err(schema(path, format!("must be 1 to {MAX_ID_LEN} bytes")));
+    // The same rules as a checkpoint's labels (`check_label`), so an id that one event may
+    // carry, every event may.
+    if value.trim().is_empty() || value.len() > MAX_ID_LEN {
+        return Err(schema(
+            path,
+            format!("must be 1 to {MAX_ID_LEN} bytes, not blank"),
+        ));
     }
     if value.chars().any(char::is_control) {
         return Err(schema(path, "must not contain control characters"));
@@ -503,6 +508,7 @@ mod tests {
             (br#"{"event_type": "a"}{"event_type": "b"}"#, "syntax"),
             (br#"{"event_type": "x", "kickoff_id": "a\u0000b"}"#, "kickoff_id"),
             (br#"{"event_type": "x", "kickoff_id": ""}"#, "kickoff_id"),
+            (br#"{"event_type": "x", "kickoff_id": "  "}"#, "kickoff_id"),
             (br#"{"event_type": "x", "event_id": "a\nb"}"#, "event_id"),
             (br#"{"event_type": "x", "context": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#, "too deep"),
             (br#"{"event_type": "x", "note": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\"}"#, "ok"),
