@@ -118,7 +118,7 @@ impl SqlStore {
 }
 
 /// Normalises a SQLite URL: creates the parent directory and asks sqlx to create the file.
-fn sqlite_url(url: &str) -> StoreResult<String> {
+pub(crate) fn sqlite_url(url: &str) -> StoreResult<String> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
