@@ -21,6 +21,9 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use super::client::{Conn, parse_base};
 use super::stats::Latency;
 
+/// Longest wait for one subscriber's WebSocket handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct FanoutArgs {
     #[arg(long, default_value = "http://127.0.0.1:8001")]
@@ -118,9 +121,13 @@ async fn subscribe(
         Err(e) => return gone(e.to_string()),
     };
     request.headers_mut().insert("authorization", auth);
-    let mut socket = match tokio_tungstenite::connect_async(request).await {
-        Ok((socket, _)) => socket,
-        Err(e) => return gone(format!("handshake: {e}")),
+    // A server out of file descriptors leaves connections unaccepted: count them, do not hang.
+    let handshake =
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_tungstenite::connect_async(request));
+    let mut socket = match handshake.await {
+        Ok(Ok((socket, _))) => socket,
+        Ok(Err(e)) => return gone(format!("handshake: {e}")),
+        Err(_) => return gone("handshake timed out".to_owned()),
     };
     let mut ready = false;
     while let Some(message) = socket.next().await {
