@@ -101,7 +101,7 @@ if want fanout; then
 echo "==> fan-out: $subscribers WebSocket subscribers (SQLite)" >&2
 start sqlite "$bin" serve --bind 127.0.0.1:0 --data-dir "$work/fanout"
 sleep 1
-$pin_load "$bin" bench fanout --url "$url" --subscribers "$subscribers" --rounds 5 --server-pid "$pid" \
+$pin_load "$bin" bench fanout --url "$url" --subscribers "$subscribers" --rounds 10 --server-pid "$pid" \
   | compact target=sqlite | record
 stop
 fi
