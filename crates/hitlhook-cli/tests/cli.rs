@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use hitlhook_store::testing::TestDb;
+
 const BIN: &str = env!("CARGO_BIN_EXE_hitlhook");
 
 struct Dir(PathBuf);
@@ -433,14 +435,25 @@ fn without_times(mut value: serde_json::Value) -> serde_json::Value {
 /// (signed events, then decisions) reads back identically, apart from the times.
 #[tokio::test]
 async fn seeded_rows_read_back_like_rows_the_server_wrote() {
+    seeded_rows_match_rows_written_through_the_api(TestDb::sqlite(), TestDb::sqlite()).await;
+    if let (Some(seeded), Some(api)) = (TestDb::postgres().await, TestDb::postgres().await) {
+        seeded_rows_match_rows_written_through_the_api(seeded, api).await;
+    }
+}
+
+async fn seeded_rows_match_rows_written_through_the_api(seeded_db: TestDb, api_db: TestDb) {
     use hitlhook_store::seed::{checkpoint_id, kickoff_id, required_payload, webhook_id};
-    let envs = [
-        ("WEBHOOK_SECRET", "bench-secret"),
-        ("WEBHOOK_API_KEY", "bench-key"),
-    ];
+    let envs = |db: &TestDb| {
+        [
+            ("WEBHOOK_SECRET", "bench-secret".to_owned()),
+            ("WEBHOOK_API_KEY", "bench-key".to_owned()),
+            ("DATABASE_URL", db.url.clone()),
+        ]
+    };
+    let (seeded_envs, api_envs) = (envs(&seeded_db), envs(&api_db));
     let (checkpoints, pending, executions) = (6u64, 2u64, 2u64);
     let seeded_dir = Dir::new();
-    let (ok, _, err) = run(hitlhook(&seeded_dir.0).envs(envs).args([
+    let (ok, _, err) = run(hitlhook(&seeded_dir.0).envs(seeded_envs.clone()).args([
         "bench",
         "seed",
         "--checkpoints",
@@ -450,11 +463,14 @@ async fn seeded_rows_read_back_like_rows_the_server_wrote() {
         "--executions",
         &executions.to_string(),
     ]));
-    assert!(ok, "seed failed: {err}");
-    let seeded = Server::start(&seeded_dir.0, &envs);
+    assert!(ok, "seed failed ({}): {err}", seeded_db.name);
+    fn borrowed<'a>(e: &'a [(&'static str, String); 3]) -> [(&'static str, &'a str); 3] {
+        e.each_ref().map(|(k, v)| (*k, v.as_str()))
+    }
+    let seeded = Server::start(&seeded_dir.0, &borrowed(&seeded_envs));
 
     let api_dir = Dir::new();
-    let live = Server::start(&api_dir.0, &envs);
+    let live = Server::start(&api_dir.0, &borrowed(&api_envs));
     let http = client();
     let secret: hitlhook_server::config::Secret = "bench-secret".parse().expect("secret");
     let plan = hitlhook_store::seed::SeedPlan {
