@@ -23,6 +23,8 @@ checkpoints=${BENCH_CHECKPOINTS:-1000000}
 pending=${BENCH_PENDING:-100000}
 executions=${BENCH_EXECUTIONS:-100000}
 want() { [[ ",$scenarios," == *",$1,"* ]]; }
+# Fan-out opens one socket per subscriber on each side: up to the hard limit on open files.
+ulimit -n "$(ulimit -Hn)"
 export WEBHOOK_SECRET=bench-secret WEBHOOK_API_KEY=bench-admin-key
 bin=target/release/hitlhook
 out=bench-results

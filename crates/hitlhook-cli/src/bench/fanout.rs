@@ -32,7 +32,7 @@ pub struct FanoutArgs {
     #[arg(long, default_value_t = 10_000)]
     pub subscribers: usize,
     /// Events sent, one at a time, each waited for at every subscriber.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 10)]
     pub rounds: usize,
     /// WebSocket handshakes in flight at once while subscribing.
     #[arg(long, default_value_t = 200)]
@@ -152,7 +152,29 @@ async fn subscribe(
     gone("stream ended".to_owned());
 }
 
+/// The soft and hard limits on open files of this process (Linux `/proc/self/limits`).
+fn open_file_limits() -> Option<(u64, u64)> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut values = line
+        .trim_start_matches("Max open files")
+        .split_whitespace()
+        .map(|v| v.parse::<u64>().unwrap_or(u64::MAX));
+    Some((values.next()?, values.next()?))
+}
+
 pub async fn run(args: &FanoutArgs) -> anyhow::Result<FanoutReport> {
+    // Each subscriber is a socket: fail early and say how, rather than count EMFILEs as losses.
+    // (Raising the limit needs a libc call this workspace keeps out; the shell does it.)
+    if let Some((soft, hard)) = open_file_limits() {
+        let needed = args.subscribers as u64 + 64;
+        anyhow::ensure!(
+            soft >= needed,
+            "{} subscribers need about {needed} open files but the limit is {soft}: raise it \
+             with `ulimit -n` (the hard limit is {hard}) or use fewer subscribers",
+            args.subscribers
+        );
+    }
     let addr = parse_base(&args.url)?;
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let kickoff = format!("fanout-{run_id}");
