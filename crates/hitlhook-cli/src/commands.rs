@@ -101,7 +101,7 @@ pub async fn keys(config: Config, action: KeysAction) -> anyhow::Result<()> {
                     "{:<38} {:<24} {:<9} {:<10} {:<25} {revoked}",
                     k.id,
                     k.name,
-                    k.scope,
+                    k.scope.to_string(), // Display ignores width; a String pads
                     k.prefix,
                     k.created_at.to_rfc3339()
                 );
@@ -218,6 +218,10 @@ pub fn print_config(config: &Config) -> anyhow::Result<()> {
         (
             "HITLHOOK_SWEEP_INTERVAL_MS",
             config.sweep_interval_ms.to_string(),
+        ),
+        (
+            "HITLHOOK_AMP_RECONCILE_SECS",
+            config.amp_reconcile_secs.to_string(),
         ),
         (
             "HITLHOOK_SKIP_MIGRATIONS",

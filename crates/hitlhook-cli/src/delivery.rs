@@ -14,13 +14,14 @@ use hitlhook_store::{DeliveryQuery, NewSubscription, RetryOutcome, Store};
 pub enum DeliveriesAction {
     /// List deliveries, newest first.
     List {
-        /// pending, delivered, dead, skipped (default: all).
+        /// pending, delivered, dead, skipped, resolved_elsewhere (default: all).
         #[arg(long)]
         state: Option<String>,
         /// Only this checkpoint's deliveries.
         #[arg(long)]
         checkpoint: Option<String>,
-        /// slack.message, slack.update, slack.respond, slack.modal, email or webhook.
+        /// slack.message, slack.update, slack.respond, slack.modal, email, webhook, amp.resume,
+        /// amp.stop or amp.feedback.
         #[arg(long)]
         kind: Option<String>,
         #[arg(long, default_value_t = 50)]
@@ -68,7 +69,7 @@ pub async fn deliveries(store: &dyn Store, action: DeliveriesAction) -> anyhow::
             let state = match state.as_deref() {
                 None | Some("all") => None,
                 Some(s) => Some(DeliveryState::parse(s).ok_or_else(|| {
-                    anyhow::anyhow!("--state must be pending, delivered, dead, skipped or all")
+                    anyhow::anyhow!("--state must be pending, delivered, dead, skipped, resolved_elsewhere or all")
                 })?),
             };
             let kind = kind

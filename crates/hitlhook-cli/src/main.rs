@@ -2,6 +2,7 @@
 //! needs around it. Settings come from flags, the environment and a `.env` file in the current
 //! directory (flags win, then the environment, then `.env`).
 
+mod amp;
 mod bench;
 mod commands;
 mod delivery;
@@ -22,6 +23,7 @@ use hitlhook_server::Config;
 ///   hitlhook keys create --name alice --scope reviewer
 ///   hitlhook subscriptions add --url https://example.com/hook --events 'checkpoint.*'
 ///   hitlhook deliveries list --state dead
+///   hitlhook amp sources add --name prod --auth bearer
 #[derive(Debug, Parser)]
 #[command(
     name = "hitlhook",
@@ -60,6 +62,13 @@ enum Command {
         config: Config,
         #[command(subcommand)]
         action: delivery::SubscriptionsAction,
+    },
+    /// CrewAI AMP: the sources hitlhook accepts AMP's webhooks from and resumes runs on.
+    Amp {
+        #[command(flatten)]
+        config: Config,
+        #[command(subcommand)]
+        action: amp::AmpAction,
     },
     /// Print signature headers for a webhook body, for curl users.
     ///
@@ -108,6 +117,10 @@ fn main() -> ExitCode {
                 let store = commands::open_store(&config).await?;
                 delivery::subscriptions(store.as_ref(), &config.delivery.outbound_allow, action)
                     .await
+            }
+            Command::Amp { config, action } => {
+                let store = commands::open_store(&config).await?;
+                amp::run(store.as_ref(), &config, action).await
             }
             Command::Sign(args) => commands::sign(args),
             Command::Config(config) => commands::print_config(&config),

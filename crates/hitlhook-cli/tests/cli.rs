@@ -138,6 +138,15 @@ async fn first_run_generates_credentials_once_and_they_survive_restarts() {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600, "the secret file is private");
+        let dir_mode = std::fs::metadata(dir.0.join("hitlhook-data"))
+            .expect("data dir")
+            .permissions()
+            .mode();
+        assert_eq!(
+            dir_mode & 0o777,
+            0o700,
+            "the data directory (database, secrets) is private"
+        );
     }
     let http = client();
     let unauthenticated = http

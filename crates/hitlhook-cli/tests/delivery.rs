@@ -202,3 +202,229 @@ fn config_shows_delivery_settings_with_secrets_redacted() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn amp_sources_from_the_command_line() {
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+    let added = hitlhook(
+        &db,
+        &[
+            "amp",
+            "sources",
+            "add",
+            "--name",
+            "prod",
+            "--auth",
+            "basic",
+            "--username",
+            "amp",
+            "--deployment-url",
+            "https://crew.crewai.com",
+            "--deployment-token",
+            "dep-token-123",
+            "--emit-continue",
+            "publish",
+        ],
+    );
+    let (stdout, stderr) = text(&added);
+    assert!(added.status.success(), "{stderr}");
+    let password = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("password"))
+        .map(str::trim)
+        .expect("generated password shown");
+    let url_token = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("url_token"))
+        .map(str::trim)
+        .expect("url token shown");
+    assert!(
+        stdout.contains(&format!("/amp/prod/task?token={url_token}")),
+        "{stdout}"
+    );
+    let stored = store
+        .get_amp_source("prod")
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(stored.basic_username.as_deref(), Some("amp"));
+    assert_ne!(
+        stored.password_hash.as_deref(),
+        Some(password),
+        "only a hash is stored"
+    );
+    assert_eq!(stored.emit_map.on_continue.as_deref(), Some("publish"));
+
+    let listed = text(&hitlhook(&db, &["amp", "sources", "list"])).0;
+    assert!(
+        listed.contains("prod") && listed.contains("https://crew.crewai.com"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(password) && !listed.contains("dep-token-123"),
+        "{listed}"
+    );
+
+    for (args, want) in [
+        (
+            vec![
+                "amp", "sources", "add", "--name", "prod", "--auth", "bearer",
+            ],
+            "exists",
+        ),
+        (
+            vec!["amp", "sources", "add", "--name", "x", "--auth", "oauth"],
+            "auth:",
+        ),
+        (vec!["amp", "sources", "remove", "nope"], "no AMP source"),
+    ] {
+        let out = hitlhook(&db, &args);
+        assert!(!out.status.success());
+        assert!(text(&out).1.contains(want), "{args:?}: {}", text(&out).1);
+    }
+    assert!(
+        hitlhook(&db, &["amp", "sources", "remove", "prod"])
+            .status
+            .success()
+    );
+    assert!(store.get_amp_source("prod").await.expect("read").is_none());
+}
+
+/// A minimal AMP deployment on loopback for the CLI: `/kickoff` and `/status/{id}`, bearer
+/// token checked, requests recorded.
+async fn amp_deployment() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>,
+) {
+    use axum::http::{HeaderMap, StatusCode, Uri};
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>> = Default::default();
+    let record = std::sync::Arc::clone(&seen);
+    let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: String| {
+        let record = std::sync::Arc::clone(&record);
+        async move {
+            let auth = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            record
+                .lock()
+                .expect("lock")
+                .push((uri.path().to_owned(), auth.clone(), body));
+            if auth != "Bearer dep-token-123" {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    r#"{"error": "Unauthorized"}"#.to_owned(),
+                );
+            }
+            if uri.path() == "/kickoff" {
+                (StatusCode::OK, r#"{"kickoff_id": "kick-1"}"#.to_owned())
+            } else {
+                (
+                    StatusCode::OK,
+                    r#"{"status": "completed", "result": {"output": "done"}}"#.to_owned(),
+                )
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amp_kickoff_and_status_from_the_command_line() {
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+    let (deployment, seen) = amp_deployment().await;
+    let run = |args: Vec<String>| {
+        let url = db.url.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_hitlhook"))
+                .args(&args)
+                .env("DATABASE_URL", url)
+                .env("HITLHOOK_OUTBOUND_ALLOW", "127.0.0.1")
+                .env("WEBHOOK_BASE_URL", "https://hitl.example.com")
+                .output()
+                .expect("run hitlhook")
+        })
+    };
+    let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let added = run(args(&[
+        "amp",
+        "sources",
+        "add",
+        "--name",
+        "prod",
+        "--auth",
+        "bearer",
+        "--deployment-url",
+        &deployment,
+        "--deployment-token",
+        "dep-token-123",
+    ]))
+    .await
+    .expect("join");
+    assert!(added.status.success(), "{}", text(&added).1);
+    let url_token = store
+        .get_amp_source("prod")
+        .await
+        .expect("read")
+        .expect("source")
+        .url_token;
+
+    let started = run(args(&[
+        "amp",
+        "kickoff",
+        "--source",
+        "prod",
+        "--inputs",
+        r#"{"topic": "AI"}"#,
+    ]))
+    .await
+    .expect("join");
+    assert!(started.status.success(), "{}", text(&started).1);
+    assert_eq!(text(&started).0.trim(), "kick-1");
+    let (path, auth, body) = seen.lock().expect("lock")[0].clone();
+    assert_eq!(
+        (path.as_str(), auth.as_str()),
+        ("/kickoff", "Bearer dep-token-123")
+    );
+    let body: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(body["inputs"]["topic"], "AI");
+    assert_eq!(
+        body["crewWebhookUrl"],
+        format!("https://hitl.example.com/amp/prod/crew/{url_token}")
+    );
+    assert_eq!(
+        body["humanInputWebhook"]["authentication"]["token"],
+        url_token.as_str()
+    );
+
+    let status = run(args(&["amp", "status", "kick-1"])).await.expect("join");
+    assert!(status.status.success(), "{}", text(&status).1);
+    assert!(text(&status).0.starts_with("completed"));
+    let execution = store
+        .get_execution("kick-1")
+        .await
+        .expect("read")
+        .expect("recorded");
+    assert_eq!(execution.status.as_str(), "completed");
+
+    let bad = run(args(&[
+        "amp", "kickoff", "--source", "prod", "--inputs", "[1]",
+    ]))
+    .await
+    .expect("join");
+    assert!(!bad.status.success() && text(&bad).1.contains("--inputs must be a JSON object"));
+    let unknown = run(args(&["amp", "status", "other-run"]))
+        .await
+        .expect("join");
+    assert!(!unknown.status.success() && text(&unknown).1.contains("--source"));
+}

@@ -92,6 +92,8 @@ pub struct CheckpointSpec {
     /// Email addresses to notify about this checkpoint; empty means the configured default list.
     /// Used only when the checkpoint is created (planning its deliveries), never stored.
     pub recipients: Vec<String>,
+    /// Where an AMP checkpoint came from (stored beside it, to send the decision back to AMP).
+    pub origin: Option<crate::amp::Origin>,
 }
 
 /// Why a checkpoint spec was refused (answered as 422, naming the field).

@@ -140,6 +140,9 @@ pub struct EventEnvelope {
     pub occurred_at: Option<Timestamp>,
     /// Present for `checkpoint.required`.
     pub checkpoint: Option<CheckpointSpec>,
+    /// The existing checkpoint an event that creates none is about (an AMP escalation), so it
+    /// shows on that checkpoint's trail.
+    pub checkpoint_ref: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -166,7 +169,7 @@ struct Wire<'a> {
     recipients: Option<Vec<String>>,
 }
 
-fn schema(path: &str, message: impl Into<String>) -> EnvelopeError {
+pub(crate) fn schema(path: &str, message: impl Into<String>) -> EnvelopeError {
     EnvelopeError::Schema {
         path: path.to_owned(),
         message: message.into(),
@@ -265,6 +268,7 @@ impl EventEnvelope {
                 expires_in_seconds: wire.expires_in,
                 on_timeout: wire.on_timeout,
                 recipients,
+                origin: None,
             })
         } else {
             None
@@ -276,6 +280,7 @@ impl EventEnvelope {
             kickoff_id: wire.kickoff_id.map(Cow::into_owned),
             occurred_at,
             checkpoint,
+            checkpoint_ref: None,
         })
     }
 }
@@ -357,7 +362,7 @@ impl Incoming {
 }
 
 /// serde_json appends " at line L column C"; the position is reported separately.
-fn strip_position(message: &str) -> String {
+pub(crate) fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(i) => message[..i].to_owned(),
         None => message.to_owned(),

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod action;
+pub mod amp;
 pub mod checkpoint;
 pub mod delivery;
 pub mod event;

@@ -12,8 +12,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::amp;
 use crate::bootstrap::{self, FirstRun};
 use crate::config::Config;
+use crate::delivery::amp::Amp;
 use crate::delivery::email::Mailer;
 use crate::delivery::http::Outbound;
 use crate::delivery::slack::Slack;
@@ -87,6 +89,7 @@ impl App {
             LinkSigner::new(&link_secret),
         )?;
         let state = AppState {
+            amp_replay: Arc::default(),
             ingestor: Ingestor::spawn(Arc::clone(&store), Arc::clone(&hub)),
             store,
             waiters,
@@ -149,6 +152,16 @@ impl App {
             self.state.config.sweep_interval(),
             cancel.clone(),
         ));
+        // Runs started here that still look running are checked on AMP now and then.
+        let amp_reconciler = (self.state.config.amp_reconcile_secs > 0).then(|| {
+            tokio::spawn(amp::reconcile::run(
+                Arc::clone(&self.state.store),
+                self.state.delivery.outbound.clone(),
+                Arc::clone(&self.state.hub),
+                Duration::from_secs(self.state.config.amp_reconcile_secs),
+                cancel.clone(),
+            ))
+        });
         let worker = self
             .worker
             .take()
@@ -174,6 +187,9 @@ impl App {
             .context("serving HTTP")?;
         cancel.cancel();
         let _ = sweeper.await;
+        if let Some(reconciler) = amp_reconciler {
+            let _ = reconciler.await;
+        }
         let _ = tail.await;
         if let Some(worker) = worker {
             let _ = worker.await;
@@ -211,9 +227,14 @@ fn delivery_engine(
         .context("building the SMTP transport")?;
     let channels = Arc::new(Channels {
         store: Arc::clone(&store),
-        webhook: Webhooks { outbound },
+        webhook: Webhooks {
+            outbound: outbound.clone(),
+        },
         slack,
         email,
+        amp: Amp {
+            outbound: outbound.clone(),
+        },
     });
     let worker = cfg.worker_enabled.then(|| {
         Worker::new(
@@ -236,6 +257,7 @@ fn delivery_engine(
         slack_signing_secret: cfg.slack_signing_secret.clone(),
         slack_allowed_users: cfg.slack_allowed_users.clone(),
         slack_bot,
+        outbound,
     };
     Ok((Arc::new(context), worker))
 }

@@ -51,7 +51,7 @@ pub fn ensure_secrets(config: &Config, first_run: &mut FirstRun) -> anyhow::Resu
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let secret = Secret(format!("whsec_{}", STANDARD.encode(bytes)));
-    std::fs::create_dir_all(&config.data_dir)
+    hitlhook_store::create_private_dir(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let path = secret_path(&config.data_dir);
     write_private(&path, secret.expose()).with_context(|| format!("writing {}", path.display()))?;

@@ -60,12 +60,18 @@ pub struct Config {
     pub bind: String,
 
     /// Directory for the SQLite database and the generated webhook secret.
-    #[arg(long, env = "HITLHOOK_DATA_DIR", default_value = "hitlhook-data")]
+    // `global`: `hitlhook keys create --data-dir D` works as well as `hitlhook keys --data-dir D create`.
+    #[arg(
+        long,
+        env = "HITLHOOK_DATA_DIR",
+        default_value = "hitlhook-data",
+        global = true
+    )]
     pub data_dir: PathBuf,
 
     /// Database: sqlite:///abs/path.db, sqlite:relative.db or postgres://user:pass@host/db.
     /// Default: SQLite at DATA_DIR/hitlhook.db.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
 
     /// Webhook signing secret(s), comma-separated to rotate without downtime (the first one
@@ -103,6 +109,11 @@ pub struct Config {
     /// How often expired checkpoints are looked for, in milliseconds.
     #[arg(long, env = "HITLHOOK_SWEEP_INTERVAL_MS", default_value_t = 1000)]
     pub sweep_interval_ms: u64,
+
+    /// How often CrewAI AMP runs started here and still running are checked on AMP's
+    /// `/status` (a lost crew webhook then still ends the run), in seconds; 0 turns it off.
+    #[arg(long, env = "HITLHOOK_AMP_RECONCILE_SECS", default_value_t = 300)]
+    pub amp_reconcile_secs: u64,
 
     /// Do not run database migrations at start (run `hitlhook migrate` as a deploy step instead).
     #[arg(long, env = "HITLHOOK_SKIP_MIGRATIONS")]
@@ -194,6 +205,7 @@ impl Config {
             signature_tolerance_secs: 300,
             max_wait_secs: 300,
             sweep_interval_ms: 1000,
+            amp_reconcile_secs: 300,
             skip_migrations: false,
             log_format: LogFormat::Text,
             stream_heartbeat_ms: 15_000,

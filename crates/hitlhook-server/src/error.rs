@@ -45,6 +45,9 @@ pub enum ApiError {
     Gone { code: &'static str, detail: String },
     #[error("{detail}")]
     Unavailable { detail: String },
+    /// A service hitlhook called for this request (an AMP deployment) failed or refused.
+    #[error("{detail}")]
+    Upstream { detail: String },
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -118,6 +121,7 @@ impl ApiError {
                 "unavailable",
                 "Service unavailable",
             ),
+            ApiError::Upstream { .. } => (StatusCode::BAD_GATEWAY, "upstream_error", "Bad gateway"),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",

@@ -3,6 +3,7 @@
 //! delivery engine (Slack, email, outbound webhooks). The `hitlhook` binary is a thin CLI on
 //! top; tests build the same [`App`] on port 0.
 
+pub mod amp;
 pub mod app;
 pub mod bootstrap;
 pub mod config;

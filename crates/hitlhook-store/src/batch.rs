@@ -315,11 +315,11 @@ pub async fn ingest_fast(
             checkpoint: Some(cp),
         } = plan
         {
-            let recipients = items[i]
-                .envelope
-                .checkpoint
-                .as_ref()
-                .map_or(&[][..], |spec| &spec.recipients[..]);
+            let spec = items[i].envelope.checkpoint.as_ref();
+            if let Some(origin) = spec.and_then(|s| s.origin.as_ref()) {
+                crate::amp::save_origin(c, &cp.id, origin, items[i].received_at).await?;
+            }
+            let recipients = spec.map_or(&[][..], |spec| &spec.recipients[..]);
             let occurrence = Occurrence::CheckpointCreated {
                 checkpoint: cp,
                 recipients,
@@ -347,7 +347,10 @@ pub async fn ingest_fast(
                     identity: items[i].identity.0.clone(),
                     event_type: env.event_type.clone(),
                     kickoff_id: env.kickoff_id.clone(),
-                    checkpoint_id: checkpoint.as_ref().map(|cp| cp.id.clone()),
+                    checkpoint_id: checkpoint
+                        .as_ref()
+                        .map(|cp| cp.id.clone())
+                        .or_else(|| env.checkpoint_ref.clone()),
                 };
                 Some(IngestOutcome::Accepted {
                     receipt,
@@ -391,7 +394,10 @@ async fn flush(
         for &i in chunk {
             let (item, env) = (&items[i], &items[i].envelope);
             let checkpoint_id = match &planned[i] {
-                Planned::Accept { checkpoint } => checkpoint.as_ref().map(|cp| cp.id.clone()),
+                Planned::Accept { checkpoint } => checkpoint
+                    .as_ref()
+                    .map(|cp| cp.id.clone())
+                    .or_else(|| env.checkpoint_ref.clone()),
                 _ => None,
             };
             params.extend([

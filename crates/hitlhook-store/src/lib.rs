@@ -2,6 +2,7 @@
 //! (the embedded default) and PostgreSQL (several nodes). Only this crate speaks SQL; the state
 //! transitions themselves come from `hitlhook-domain`, so both backends behave identically.
 
+mod amp;
 mod batch;
 mod model;
 mod outbox;
@@ -16,13 +17,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use std::time::Duration;
 
+use hitlhook_domain::amp::Origin;
 use hitlhook_domain::{
     Checkpoint, DecisionRequest, DeliveryPlan, Execution, NewDelivery, Timestamp,
 };
 
 pub use model::*;
 pub use outbox::OutboxSettings;
-pub use sql::{Backend, SqlStore};
+pub use sql::{Backend, SqlStore, create_private_dir};
 
 /// Errors the store reports. Domain refusals are not errors here: they are outcomes.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +144,26 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes a finished delivery (dead, delivered or skipped) due now with fresh attempts.
     async fn retry_delivery(&self, id: &str, now: Timestamp) -> StoreResult<RetryOutcome>;
+
+    /// Adds a CrewAI AMP source; `Duplicate` when the name is taken.
+    async fn create_amp_source(&self, source: AmpSource) -> StoreResult<AmpSource>;
+    async fn get_amp_source(&self, name: &str) -> StoreResult<Option<AmpSource>>;
+    async fn list_amp_sources(&self) -> StoreResult<Vec<AmpSource>>;
+    /// Deletes a source; `false` when none has that name.
+    async fn remove_amp_source(&self, name: &str) -> StoreResult<bool>;
+    /// Where an AMP checkpoint came from (`None` for other checkpoints).
+    async fn get_amp_origin(&self, checkpoint_id: &str) -> StoreResult<Option<Origin>>;
+    /// Records an AMP execution's source and webhook URLs, or its last remote status.
+    async fn save_amp_execution(&self, execution: &AmpExecution) -> StoreResult<()>;
+    async fn get_amp_execution(&self, kickoff_id: &str) -> StoreResult<Option<AmpExecution>>;
+    /// AMP executions whose last known remote status is `status` and that were last updated
+    /// before `updated_before`, oldest first (the background reconciler's work list).
+    async fn list_amp_executions(
+        &self,
+        status: &str,
+        updated_before: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<AmpExecution>>;
 
     async fn create_subscription(&self, new: NewSubscription) -> StoreResult<Subscription>;
     /// A subscription by id, removed ones included (their pending deliveries need to know).

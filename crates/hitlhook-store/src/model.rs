@@ -1,5 +1,6 @@
 //! The values that cross the store boundary: what goes in, what comes out.
 
+use hitlhook_domain::amp::{AuthMode, EmitMap, KickoffHooks};
 use hitlhook_domain::{
     Checkpoint, CheckpointStatus, DecideError, DeliveryKind, DeliveryState, EventEnvelope,
     EventIdentity, ExecutionStatus, Scope, SpecError, Timestamp,
@@ -203,6 +204,8 @@ pub enum AttemptOutcome {
     },
     /// Not sent, because it no longer made sense.
     Skipped { reason: String },
+    /// The receiver said the question was answered elsewhere: final, not retried.
+    ResolvedElsewhere { status: Option<u16>, detail: String },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -245,4 +248,53 @@ pub struct Subscription {
     pub description: Option<String>,
     pub created_at: Timestamp,
     pub disabled_at: Option<Timestamp>,
+}
+
+/// A CrewAI AMP source: how its inbound requests authenticate, and how to reach its deployment.
+/// Secrets that are only verified are hashes; those hitlhook must re-send are kept as given.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AmpSource {
+    pub name: String,
+    pub auth: AuthMode,
+    /// Bearer mode: SHA-256 hex of the token.
+    pub token_hash: Option<String>,
+    pub basic_username: Option<String>,
+    /// Basic mode: SHA-256 hex of the password.
+    pub password_hash: Option<String>,
+    /// HMAC mode: the signing secret.
+    pub signing_secret: Option<String>,
+    /// The unguessable token of the URLs hitlhook gives AMP (legacy webhooks, kickoffs).
+    pub url_token: String,
+    pub deployment_url: Option<String>,
+    pub deployment_token: Option<String>,
+    pub emit_map: EmitMap,
+    pub created_at: Timestamp,
+}
+
+impl std::fmt::Debug for AmpSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print secret material, even hashes.
+        f.debug_struct("AmpSource")
+            .field("name", &self.name)
+            .field("auth", &self.auth)
+            .field("basic_username", &self.basic_username)
+            .field("deployment_url", &self.deployment_url)
+            .field("emit_map", &self.emit_map)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An AMP execution hitlhook started or resumes: its source, the webhook URLs every `/resume`
+/// re-sends, and the last status AMP reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmpExecution {
+    pub kickoff_id: String,
+    pub source: String,
+    pub hooks: KickoffHooks,
+    pub remote_status: Option<String>,
+    /// JSON: the last `/status` answer.
+    pub remote_detail: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }

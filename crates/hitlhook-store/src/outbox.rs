@@ -45,6 +45,12 @@ impl Planner {
         occurrence: Occurrence<'_>,
         now: Timestamp,
     ) -> StoreResult<()> {
+        // A decided AMP checkpoint resumes its run, whatever channels are configured.
+        if let Occurrence::CheckpointClosed { checkpoint } = &occurrence
+            && let Some(resume) = crate::amp::resume_delivery(c, checkpoint).await?
+        {
+            insert(c, &resume, now, self.settings.max_attempts).await?;
+        }
         if self.subscribers.is_none() {
             self.subscribers = Some(active_filters(c).await?);
         }
@@ -205,6 +211,14 @@ pub(crate) async fn record(
             None,
             Some(json!({ "skipped": reason }).to_string()),
         ),
+        AttemptOutcome::ResolvedElsewhere { status, detail } => (
+            DeliveryState::ResolvedElsewhere,
+            now,
+            None,
+            *status,
+            Some(detail.clone()),
+            Some(json!({ "resolved_elsewhere": detail }).to_string()),
+        ),
     };
     let done = sqlx::query(
         "update deliveries set state = $1, next_at = $2, lease_owner = null, updated_at = $3, \
@@ -226,6 +240,38 @@ pub(crate) async fn record(
     .await?;
     if done.rows_affected() == 0 {
         return Ok(false);
+    }
+    if state == DeliveryState::ResolvedElsewhere {
+        // The receiver had its answer already: the checkpoint's trail says so.
+        let payload = json!({
+            "event_type": "delivery.resolved_elsewhere",
+            "delivery_id": claimed.id,
+            "kind": claimed.kind.as_str(),
+            "target": claimed.target,
+            "checkpoint_id": claimed.checkpoint_id,
+            "kickoff_id": claimed.kickoff_id,
+            "status": status,
+            "detail": error,
+        })
+        .to_string();
+        let key = format!(
+            "hitlhook:delivery.resolved_elsewhere:{}:{}",
+            claimed.id, claimed.attempts
+        );
+        insert_event(
+            c,
+            &NewEvent {
+                key: &key,
+                event_type: "delivery.resolved_elsewhere",
+                kickoff_id: claimed.kickoff_id.as_deref(),
+                checkpoint_id: claimed.checkpoint_id.as_deref(),
+                source: "hitlhook",
+                received_at: now,
+                occurred_at: Some(now),
+                payload: &payload,
+            },
+        )
+        .await?;
     }
     if state == DeliveryState::Dead {
         // A dead letter is an event: live clients and the audit trail see it.
@@ -384,8 +430,10 @@ pub(crate) async fn remove_subscription(
     id: &str,
     now: Timestamp,
 ) -> StoreResult<bool> {
+    // The signing secret is wiped: nothing is ever signed for a removed subscription again, and
+    // a secret left in the row would outlive the operator's decision to revoke it.
     let done = sqlx::query(
-        "update subscriptions set disabled_at = $1 where id = $2 and disabled_at is null",
+        "update subscriptions set disabled_at = $1, secret = '' where id = $2 and disabled_at is null",
     )
     .bind(now.millis())
     .bind(id)

@@ -26,6 +26,7 @@ use crate::model::*;
 use crate::outbox::{self, OutboxSettings, Planner};
 use crate::rows::{self, API_KEY_COLUMNS, CHECKPOINT_COLUMNS, EVENT_COLUMNS, EXECUTION_COLUMNS};
 use crate::{Store, StoreError, StoreResult};
+use hitlhook_domain::amp::Origin;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -33,7 +34,12 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 /// Per-connection SQLite settings. WAL lets readers run beside the single writer;
 /// `synchronous=FULL` makes every commit durable before the HTTP 2xx is sent.
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-    PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;";
+    PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;";
+
+/// The writer keeps more of the database in its page cache than SQLite's 2 MiB default: every
+/// event touches a few pages of the unique-key indexes at random places, and re-reading them
+/// from the OS page cache was a visible part of the write path. The cache fills only as used.
+const SQLITE_WRITER_PRAGMAS: &str = "PRAGMA cache_size = -65536;";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -59,19 +65,22 @@ impl SqlStore {
         if url.starts_with("sqlite:") {
             let url = sqlite_url(url)?;
             let options = AnyConnectOptions::from_str(&url)?;
-            let pool = |max: u32| {
+            let pool = |max: u32, writer: bool| {
                 AnyPoolOptions::new()
                     .max_connections(max)
                     .acquire_timeout(Duration::from_secs(30))
-                    .after_connect(|conn, _| {
+                    .after_connect(move |conn, _| {
                         Box::pin(async move {
                             conn.execute(SQLITE_PRAGMAS).await?;
+                            if writer {
+                                conn.execute(SQLITE_WRITER_PRAGMAS).await?;
+                            }
                             Ok(())
                         })
                     })
             };
-            let writer = pool(1).connect_with(options.clone()).await?;
-            let reader = pool(4).connect_with(options).await?;
+            let writer = pool(1, true).connect_with(options.clone()).await?;
+            let reader = pool(4, false).connect_with(options).await?;
             Ok(Self {
                 backend: Backend::Sqlite,
                 writer,
@@ -117,6 +126,17 @@ impl SqlStore {
     }
 }
 
+/// Creates `dir` (and missing parents) readable by its owner only: the database holds
+/// subscriber signing secrets and the audit trail, and SQLite creates its files with the
+/// process umask (often world-readable). An existing directory is left as the operator made it.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 /// Normalises a SQLite URL: creates the parent directory and asks sqlx to create the file.
 pub(crate) fn sqlite_url(url: &str) -> StoreResult<String> {
     let rest = url
@@ -132,7 +152,7 @@ pub(crate) fn sqlite_url(url: &str) -> StoreResult<String> {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(parent)
+        create_private_dir(parent)
             .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", parent.display())))?;
     }
     let query = if query.contains("mode=") {
@@ -465,7 +485,10 @@ pub(crate) async fn ingest_one(
             }
         }
     }
-    let checkpoint_id = created.as_ref().map(|cp| cp.id.clone());
+    let checkpoint_id = created
+        .as_ref()
+        .map(|cp| cp.id.clone())
+        .or_else(|| env.checkpoint_ref.clone());
     let event = NewEvent {
         key: &item.identity.0,
         event_type: &env.event_type,
@@ -489,6 +512,9 @@ pub(crate) async fn ingest_one(
             return Ok(Step::Discard(IngestOutcome::Rejected(
                 IngestRejection::CheckpointConflict(cp.id.clone()),
             )));
+        }
+        if let Some(origin) = env.checkpoint.as_ref().and_then(|s| s.origin.as_ref()) {
+            crate::amp::save_origin(c, &cp.id, origin, item.received_at).await?;
         }
         let recipients = env
             .checkpoint
@@ -910,6 +936,46 @@ impl Store for SqlStore {
 
     async fn retry_delivery(&self, id: &str, now: Timestamp) -> StoreResult<RetryOutcome> {
         outbox::retry(&self.writer, id, now).await
+    }
+
+    async fn create_amp_source(&self, source: AmpSource) -> StoreResult<AmpSource> {
+        crate::amp::create_source(&self.writer, source).await
+    }
+
+    async fn get_amp_source(&self, name: &str) -> StoreResult<Option<AmpSource>> {
+        let mut c = self.reader.acquire().await?;
+        crate::amp::get_source(&mut c, name).await
+    }
+
+    async fn list_amp_sources(&self) -> StoreResult<Vec<AmpSource>> {
+        crate::amp::list_sources(&self.reader).await
+    }
+
+    async fn remove_amp_source(&self, name: &str) -> StoreResult<bool> {
+        crate::amp::remove_source(&self.writer, name).await
+    }
+
+    async fn get_amp_origin(&self, checkpoint_id: &str) -> StoreResult<Option<Origin>> {
+        let mut c = self.reader.acquire().await?;
+        crate::amp::load_origin(&mut c, checkpoint_id).await
+    }
+
+    async fn save_amp_execution(&self, execution: &AmpExecution) -> StoreResult<()> {
+        crate::amp::save_execution(&self.writer, execution).await
+    }
+
+    async fn get_amp_execution(&self, kickoff_id: &str) -> StoreResult<Option<AmpExecution>> {
+        let mut c = self.reader.acquire().await?;
+        crate::amp::get_execution(&mut c, kickoff_id).await
+    }
+
+    async fn list_amp_executions(
+        &self,
+        status: &str,
+        updated_before: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<AmpExecution>> {
+        crate::amp::list_executions(&self.reader, status, updated_before, clamp_limit(limit)).await
     }
 
     async fn create_subscription(&self, new: NewSubscription) -> StoreResult<Subscription> {

@@ -472,6 +472,10 @@ async fn subscriptions_are_created_listed_and_removed() {
             .expect("get")
             .expect("kept for its deliveries");
         assert_eq!(gone.disabled_at, Some(T0), "{name}");
+        assert_eq!(
+            gone.secret, "",
+            "{name}: a removed subscription's signing secret is wiped"
+        );
     })
     .await;
 }

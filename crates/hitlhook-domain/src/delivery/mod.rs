@@ -32,16 +32,25 @@ pub enum DeliveryKind {
     Email,
     /// One signed webhook to one subscriber.
     Webhook,
+    /// Resume a paused AMP crew: `POST {deployment}/resume`.
+    AmpResume,
+    /// Stop an AMP crew run: `POST {deployment}/stop/{kickoff_id}`.
+    AmpStop,
+    /// Answer an AMP flow HITL request: `POST {callback_url}`.
+    AmpFeedback,
 }
 
 impl DeliveryKind {
-    pub const ALL: [DeliveryKind; 6] = [
+    pub const ALL: [DeliveryKind; 9] = [
         DeliveryKind::SlackMessage,
         DeliveryKind::SlackUpdate,
         DeliveryKind::SlackRespond,
         DeliveryKind::SlackModal,
         DeliveryKind::Email,
         DeliveryKind::Webhook,
+        DeliveryKind::AmpResume,
+        DeliveryKind::AmpStop,
+        DeliveryKind::AmpFeedback,
     ];
 
     #[must_use]
@@ -53,6 +62,9 @@ impl DeliveryKind {
             DeliveryKind::SlackModal => "slack.modal",
             DeliveryKind::Email => "email",
             DeliveryKind::Webhook => "webhook",
+            DeliveryKind::AmpResume => "amp.resume",
+            DeliveryKind::AmpStop => "amp.stop",
+            DeliveryKind::AmpFeedback => "amp.feedback",
         }
     }
 
@@ -75,6 +87,9 @@ pub enum DeliveryState {
     Dead,
     /// Not sent because it no longer made sense (e.g. an email for a checkpoint already decided).
     Skipped,
+    /// The receiver said the question was already answered elsewhere (an AMP run no longer
+    /// waiting for input, a flow request answered in AMP): final, never retried.
+    ResolvedElsewhere,
 }
 
 impl DeliveryState {
@@ -85,6 +100,7 @@ impl DeliveryState {
             DeliveryState::Delivered => "delivered",
             DeliveryState::Dead => "dead",
             DeliveryState::Skipped => "skipped",
+            DeliveryState::ResolvedElsewhere => "resolved_elsewhere",
         }
     }
 
@@ -95,6 +111,7 @@ impl DeliveryState {
             "delivered" => Some(DeliveryState::Delivered),
             "dead" => Some(DeliveryState::Dead),
             "skipped" => Some(DeliveryState::Skipped),
+            "resolved_elsewhere" => Some(DeliveryState::ResolvedElsewhere),
             _ => None,
         }
     }

@@ -35,6 +35,12 @@ pub struct Outbound {
     guard: Arc<Guard>,
 }
 
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Outbound")
+    }
+}
+
 /// A receiver's answer.
 #[derive(Debug)]
 pub struct Answer {
@@ -81,6 +87,23 @@ impl Outbound {
         headers: &[(String, String)],
         body: Vec<u8>,
     ) -> Result<Answer, Failure> {
+        self.request(reqwest::Method::POST, url, headers, body)
+            .await
+    }
+
+    /// GETs `url` with `headers`.
+    pub async fn get(&self, url: &str, headers: &[(String, String)]) -> Result<Answer, Failure> {
+        self.request(reqwest::Method::GET, url, headers, Vec::new())
+            .await
+    }
+
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> Result<Answer, Failure> {
         let url = self.check_url(url)?;
         let mut map = HeaderMap::new();
         for (name, value) in headers {
@@ -92,7 +115,7 @@ impl Outbound {
         }
         let response = self
             .client
-            .post(url)
+            .request(method, url)
             .headers(map)
             .body(body)
             .send()
@@ -283,6 +306,7 @@ mod tests {
             SendOutcome::Retry { .. } => "retry",
             SendOutcome::Permanent { .. } => "permanent",
             SendOutcome::Skipped(_) => "skipped",
+            SendOutcome::ResolvedElsewhere { .. } => "resolved_elsewhere",
         };
         let after = |o: &SendOutcome| match o {
             SendOutcome::Retry { retry_after, .. } => *retry_after,

@@ -8,6 +8,7 @@
 //! [`Wake`] (deliveries enqueued without an event), when the next row is due, and on a poll
 //! timer (rows written by other nodes or the CLI).
 
+pub mod amp;
 pub mod config;
 pub mod email;
 pub mod http;
@@ -46,6 +47,8 @@ pub enum SendOutcome {
     Permanent { status: Option<u16>, error: String },
     /// Not sent because it no longer makes sense.
     Skipped(String),
+    /// The receiver had its answer from elsewhere (an AMP run no longer waiting): final.
+    ResolvedElsewhere { status: Option<u16>, detail: String },
 }
 
 impl SendOutcome {
@@ -81,6 +84,7 @@ pub struct Channels {
     pub webhook: webhook::Webhooks,
     pub slack: Option<slack::Slack>,
     pub email: Option<email::Mailer>,
+    pub amp: amp::Amp,
 }
 
 impl Channels {
@@ -99,6 +103,9 @@ impl Channels {
                 Some(mailer) => mailer.send(self.store.as_ref(), d).await,
                 None => SendOutcome::permanent("email (SMTP_HOST) is not configured on this node"),
             },
+            DeliveryKind::AmpResume | DeliveryKind::AmpStop | DeliveryKind::AmpFeedback => {
+                self.amp.send(self.store.as_ref(), d).await
+            }
         }
     }
 }
@@ -310,12 +317,19 @@ impl Attempt {
                 info!(delivery_id = %d.id, kind = d.kind.as_str(), reason = %reason, "delivery skipped");
                 (AttemptOutcome::Skipped { reason }, "skipped")
             }
+            SendOutcome::ResolvedElsewhere { status, detail } => {
+                info!(delivery_id = %d.id, kind = d.kind.as_str(), detail = %detail, "resolved elsewhere; not retried");
+                (
+                    AttemptOutcome::ResolvedElsewhere { status, detail },
+                    "resolved_elsewhere",
+                )
+            }
         };
         metrics::counter!("hitlhook_deliveries_total", "kind" => d.kind.as_str(), "outcome" => label).increment(1);
         metrics::histogram!("hitlhook_delivery_duration_seconds", "kind" => d.kind.as_str())
             .record(started.elapsed().as_secs_f64());
         match self.store.record_attempt(&d, record, now).await {
-            Ok(true) if label == "dead" => self.hub.committed(),
+            Ok(true) if label == "dead" || label == "resolved_elsewhere" => self.hub.committed(),
             Ok(true) => {}
             Ok(false) => {
                 warn!(delivery_id = %d.id, "the lease expired before the outcome was recorded; the delivery will be attempted again");
@@ -344,4 +358,6 @@ pub struct DeliveryContext {
     pub slack_allowed_users: Vec<String>,
     /// A bot token is set: modals can be opened and messages are edited by the store's plan.
     pub slack_bot: bool,
+    /// The guarded outbound client, for calls made while answering a request (AMP kickoffs).
+    pub outbound: http::Outbound,
 }

@@ -107,7 +107,7 @@ async fn list_deliveries(
         Some(s) => Some(DeliveryState::parse(s).ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_query",
-                "state must be pending, delivered, dead, skipped or all",
+                "state must be pending, delivered, dead, skipped, resolved_elsewhere or all",
             )
         })?),
     };
@@ -116,7 +116,7 @@ async fn list_deliveries(
         Some(k) => Some(DeliveryKind::parse(k).ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_query",
-                "kind must be slack.message, slack.update, slack.respond, slack.modal, email or webhook",
+                "kind must be slack.message, slack.update, slack.respond, slack.modal, email, webhook, amp.resume, amp.stop or amp.feedback",
             )
         })?),
     };

@@ -9,7 +9,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use hitlhook_domain::{EnvelopeError, EventEnvelope, EventIdentity, Incoming, Scope, Timestamp};
+use hitlhook_domain::{
+    BatchEvent, EnvelopeError, EventEnvelope, EventIdentity, Incoming, Scope, Timestamp,
+};
 use hitlhook_store::{IngestItem, IngestOutcome, IngestRejection};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -26,7 +28,11 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn receive_event(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let result = ingest(&state, &headers, body).await;
+    respond(ingest(&state, &headers, body).await)
+}
+
+/// The HTTP answer to an ingest request (counted in `hitlhook_ingest_total`).
+pub(crate) fn respond(result: ApiResult<Answer>) -> Response {
     let (outcome, reason) = match &result {
         Ok(Answer::Single { replayed: true, .. }) => ("duplicate", "ok"),
         Ok(_) => ("accepted", "ok"),
@@ -50,14 +56,14 @@ async fn receive_event(State(state): State<AppState>, headers: HeaderMap, body: 
 }
 
 /// What a successful request is told.
-enum Answer {
+pub(crate) enum Answer {
     Single { receipt: ReceiptOut, replayed: bool },
     Batch(BatchOut),
 }
 
 /// The answer to an AMP event-stream batch: one entry per event, in stored order.
 #[derive(Debug, Serialize)]
-struct BatchOut {
+pub(crate) struct BatchOut {
     status: &'static str,
     received: usize,
     accepted: usize,
@@ -66,7 +72,7 @@ struct BatchOut {
 }
 
 #[derive(Debug, Serialize)]
-struct BatchItemOut {
+pub(crate) struct BatchItemOut {
     /// `accepted`, `duplicate` or `rejected`.
     result: &'static str,
     #[serde(flatten)]
@@ -112,7 +118,7 @@ fn identity(headers: &HeaderMap, envelope: &EventEnvelope, body: &[u8]) -> Event
     EventIdentity::from_body_hash(&hex::encode(Sha256::digest(body)))
 }
 
-fn envelope_error(e: EnvelopeError) -> ApiError {
+pub(crate) fn envelope_error(e: EnvelopeError) -> ApiError {
     match e {
         EnvelopeError::Syntax {
             line,
@@ -172,23 +178,42 @@ async fn ingest(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<
                 received_at,
             }]
         }
-        Incoming::Batch(events) => events
-            .into_iter()
-            .map(|e| IngestItem {
-                // A batch shares one webhook-id; each event is identified on its own.
-                identity: match &e.envelope.event_id {
-                    Some(id) => EventIdentity::from_event_id(id),
-                    None => EventIdentity::from_body_hash(&hex::encode(Sha256::digest(
-                        e.payload.as_bytes(),
-                    ))),
-                },
-                envelope: e.envelope,
-                payload: e.payload,
-                source: source.clone(),
-                received_at,
-            })
-            .collect(),
+        Incoming::Batch(events) => batch_items(events, &source, received_at),
     };
+    commit(state, items, single).await
+}
+
+/// The items of an event-stream batch: each event is identified by its own `id` (a batch
+/// shares one webhook-id), else by the hash of its text.
+pub(crate) fn batch_items(
+    events: Vec<BatchEvent>,
+    source: &str,
+    received_at: Timestamp,
+) -> Vec<IngestItem> {
+    events
+        .into_iter()
+        .map(|e| IngestItem {
+            identity: match &e.envelope.event_id {
+                Some(id) => EventIdentity::from_event_id(id),
+                None => EventIdentity::from_body_hash(&hex::encode(Sha256::digest(
+                    e.payload.as_bytes(),
+                ))),
+            },
+            envelope: e.envelope,
+            payload: e.payload,
+            source: source.to_owned(),
+            received_at,
+        })
+        .collect()
+}
+
+/// Commits `items` through the group-commit writer and tells the sender what happened: one
+/// receipt for a `single` event, a per-event list for a batch. Returns after the commit.
+pub(crate) async fn commit(
+    state: &AppState,
+    items: Vec<IngestItem>,
+    single: bool,
+) -> ApiResult<Answer> {
     let outcomes = state
         .ingestor
         .submit(items)

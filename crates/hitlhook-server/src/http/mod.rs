@@ -1,6 +1,9 @@
 //! The HTTP API: shared state, the route table (each module opens with its own `router()`), and
 //! the layers every request passes through (request ids, metrics, panics as 500s, Server-Timing).
 
+pub mod amp;
+pub mod amp_runs;
+pub mod amp_sources;
 pub mod checkpoints;
 pub mod deliveries;
 pub mod dto;
@@ -53,12 +56,17 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Delivery engine handles: wake the worker, vet URLs, sign email links, Slack settings.
     pub delivery: Arc<DeliveryContext>,
+    /// Signatures AMP sources already used (replay protection).
+    pub amp_replay: Arc<crate::security::amp::ReplayGuard>,
 }
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ingest::router())
+        .merge(amp::router())
+        .merge(amp_sources::router())
+        .merge(amp_runs::router())
         .merge(checkpoints::router())
         .merge(executions::router())
         .merge(keys::router())

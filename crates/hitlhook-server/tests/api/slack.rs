@@ -27,10 +27,10 @@ on_both_backends!(
     an_incoming_webhook_posts_and_a_click_edits_through_response_url,
 );
 
-const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
-const TOKEN: &str = "xoxb-test-token";
+pub const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+pub const TOKEN: &str = "xoxb-test-token";
 
-fn bot(api: String) -> impl Fn(&mut Config) + Send + Sync {
+pub fn bot(api: String) -> impl Fn(&mut Config) + Send + Sync {
     move |cfg| {
         cfg.delivery.slack_bot_token = Some(Secret(TOKEN.into()));
         cfg.delivery.slack_channel = Some("C0REVIEW".into());
@@ -43,7 +43,7 @@ fn bot(api: String) -> impl Fn(&mut Config) + Send + Sync {
 }
 
 /// A `block_actions` payload as Slack sends it for a button click.
-fn click(user: &str, action: &str, checkpoint: &str, response_url: &str) -> Value {
+pub fn click(user: &str, action: &str, checkpoint: &str, response_url: &str) -> Value {
     json!({
         "type": "block_actions",
         "user": {"id": user, "username": "alice", "name": "alice", "team_id": "T0001"},
@@ -93,7 +93,7 @@ async fn interact(app: &TestApp, payload: &Value) -> reqwest::Response {
 
 /// Clicks a button as `user`, with the reply going to `reply_path` on the stand-in, and checks
 /// Slack got its 200 (it needs one within 3 s).
-async fn click_ok(
+pub async fn click_ok(
     app: &TestApp,
     slack: &Receiver,
     user: &str,

@@ -1,0 +1,469 @@
+//! AMP's inbound payloads read into hitlhook events: crew human-input requests, flow HITL
+//! requests (the nested `{"event", "request", ...}` shape and the older flat `event_type` one),
+//! and the legacy per-URL task, step and crew webhooks. Field names are AMP's; unknown fields
+//! are ignored, wrong types are refused naming the field.
+
+use serde_json::{Map, Value, json};
+
+use crate::action::Action;
+use crate::amp::{Origin, OriginKind};
+use crate::checkpoint::CheckpointSpec;
+use crate::delivery::check_email;
+use crate::event::{EnvelopeError, EventEnvelope, EventKind, schema, strip_position};
+
+/// How an AMP event is identified for idempotency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key {
+    /// A stable id AMP gave (a flow request id and its event name).
+    Id(String),
+    /// No id: the exact body is the identity (an identical redelivery is a duplicate).
+    Body,
+}
+
+/// One AMP request read as a hitlhook event.
+#[derive(Debug, Clone)]
+pub struct AmpEvent {
+    pub envelope: EventEnvelope,
+    pub key: Key,
+}
+
+/// The legacy per-URL webhooks of a kickoff (`taskWebhookUrl`, `stepWebhookUrl`, `crewWebhookUrl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegacyHook {
+    Task,
+    Step,
+    Crew,
+}
+
+impl LegacyHook {
+    #[must_use]
+    pub fn path(self) -> &'static str {
+        match self {
+            LegacyHook::Task => "task",
+            LegacyHook::Step => "step",
+            LegacyHook::Crew => "crew",
+        }
+    }
+}
+
+/// The two flow HITL notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowEvent {
+    NewRequest,
+    Escalation,
+}
+
+/// A flow HITL request, from either documented shape.
+#[derive(Debug, Clone)]
+pub struct FlowRequest {
+    pub event: FlowEvent,
+    pub request_id: String,
+    pub checkpoint_id: String,
+    /// The checkpoint it asks for (the same for `new_request` and `escalation` of one request).
+    pub spec: CheckpointSpec,
+    pub kickoff_id: Option<String>,
+}
+
+/// Event type stored for an escalation of a request that already has its checkpoint.
+pub const ESCALATION_EVENT: &str = "amp.flow_escalation";
+
+fn object(body: &[u8]) -> Result<Map<String, Value>, EnvelopeError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(schema("body", "must be a JSON object")),
+        Err(e) => Err(EnvelopeError::Syntax {
+            line: e.line(),
+            column: e.column(),
+            message: strip_position(&e.to_string()),
+        }),
+    }
+}
+
+/// An optional string field: absent and `null` are `None`, another type is refused.
+fn text(map: &Map<String, Value>, path: &str, key: &str) -> Result<Option<String>, EnvelopeError> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(schema(&format!("{path}{key}"), "must be a string")),
+    }
+}
+
+fn first_text(
+    map: &Map<String, Value>,
+    path: &str,
+    keys: &[&str],
+) -> Result<Option<String>, EnvelopeError> {
+    for key in keys {
+        if let Some(v) = text(map, path, key)? {
+            return Ok(Some(v));
+        }
+    }
+    Ok(None)
+}
+
+fn required(value: Option<String>, field: &str) -> Result<String, EnvelopeError> {
+    match value {
+        Some(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(schema(field, "is required")),
+    }
+}
+
+fn envelope(kind: EventKind, kickoff_id: Option<String>) -> EventEnvelope {
+    EventEnvelope {
+        event_type: kind.as_str().to_owned(),
+        kind,
+        event_id: None,
+        kickoff_id,
+        occurred_at: None,
+        checkpoint: None,
+        checkpoint_ref: None,
+    }
+}
+
+/// A crew `humanInputWebhook` notification: a checkpoint for the execution's task, with the
+/// task output as context. AMP's exact JSON is undocumented, so `execution_id` or `kickoff_id`,
+/// and `output`, `task_output` or `result`, are all read.
+pub fn human_input(source: &str, body: &[u8]) -> Result<AmpEvent, EnvelopeError> {
+    let map = object(body)?;
+    let execution = required(
+        first_text(&map, "", &["execution_id", "kickoff_id"])?,
+        "execution_id",
+    )?;
+    let task = required(first_text(&map, "", &["task_id"])?, "task_id")?;
+    let output = ["output", "task_output", "result"]
+        .iter()
+        .find_map(|k| map.get(*k).filter(|v| !v.is_null()))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let context = json!({"task_id": task, "execution_id": execution, "task_output": output});
+    let spec = CheckpointSpec {
+        name: task.clone(),
+        kickoff_id: Some(execution.clone()),
+        context_json: context.to_string(),
+        origin: Some(Origin {
+            source: source.to_owned(),
+            kind: OriginKind::Crew,
+            execution_id: Some(execution.clone()),
+            task_id: Some(task),
+            request_id: None,
+            callback_url: None,
+            emit_options: Vec::new(),
+            default_outcome: None,
+            assignee: None,
+        }),
+        ..CheckpointSpec::default()
+    };
+    let mut env = envelope(EventKind::CheckpointRequired, Some(execution));
+    env.checkpoint = Some(spec);
+    Ok(AmpEvent {
+        envelope: env,
+        key: Key::Body,
+    })
+}
+
+/// A flow HITL webhook: `{"event", "request": {...}, "deployment", "callback_url",
+/// "assigned_to_email"}`, or the flat variant with `event_type` and the request's fields at the
+/// top level.
+pub fn flow_request(source: &str, body: &[u8]) -> Result<FlowRequest, EnvelopeError> {
+    let map = object(body)?;
+    let nested = map.contains_key("request");
+    let (event_field, event_name) = if nested {
+        ("event", text(&map, "", "event")?)
+    } else {
+        ("event_type", text(&map, "", "event_type")?)
+    };
+    let event = match event_name.as_deref() {
+        Some("new_request") => FlowEvent::NewRequest,
+        Some("escalation") => FlowEvent::Escalation,
+        Some(other) => {
+            return Err(schema(
+                event_field,
+                format!("{other:?} is not a flow HITL event: expected new_request or escalation"),
+            ));
+        }
+        None => {
+            return Err(schema(
+                event_field,
+                "is required (new_request or escalation)",
+            ));
+        }
+    };
+    let (request, path) = if nested {
+        match map.get("request") {
+            Some(Value::Object(r)) => (r, "request."),
+            _ => return Err(schema("request", "must be an object")),
+        }
+    } else {
+        (&map, "")
+    };
+    let request_id = required(text(request, path, "id")?, &format!("{path}id"))?;
+    let callback_url = required(text(&map, "", "callback_url")?, "callback_url")?;
+    let method = text(request, path, "method_name")?.unwrap_or_else(|| "human_feedback".into());
+    let emit_key = if nested { "emit_options" } else { "emit" };
+    let emit_options: Vec<String> = match request.get(emit_key) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .ok_or_else(|| schema(&format!("{path}{emit_key}"), "must be a list of strings"))?,
+        Some(_) => {
+            return Err(schema(
+                &format!("{path}{emit_key}"),
+                "must be a list of strings",
+            ));
+        }
+    };
+    let default_outcome = text(request, path, "default_outcome")?;
+    let assignee = if nested {
+        text(&map, "", "assigned_to_email")?
+    } else {
+        match map.get("assigned_to") {
+            Some(Value::Object(a)) => text(a, "assigned_to.", "email")?,
+            _ => None,
+        }
+    };
+    let flow_id = text(request, path, "flow_id")?;
+    let kickoff_id = text(request, path, "flow_execution_id")?.or_else(|| flow_id.clone());
+    let deployment = if nested {
+        map.get("deployment")
+            .and_then(|d| d.get("name"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    } else {
+        text(&map, "", "deployment_name")?
+    };
+    // Only what a new_request and its escalations share, so both ask for the same checkpoint.
+    let context = json!({
+        "message": request.get("message").cloned().unwrap_or(Value::Null),
+        "output": request.get("output").cloned().unwrap_or(Value::Null),
+        "state": request.get("state").cloned().unwrap_or(Value::Null),
+        "method_name": method,
+        "flow_id": flow_id,
+        "deployment": deployment,
+        "emit_options": emit_options,
+        "default_outcome": default_outcome,
+    });
+    // Skip sends the default outcome; without one there is nothing neutral to send.
+    let allowed_actions = if default_outcome.is_some() {
+        None
+    } else {
+        Some(vec![Action::Continue, Action::Stop, Action::Revise])
+    };
+    let recipients = assignee
+        .iter()
+        .filter(|a| check_email(a).is_ok())
+        .cloned()
+        .collect();
+    let checkpoint_id = format!("amp-flow-{request_id}");
+    let spec = CheckpointSpec {
+        id: Some(checkpoint_id.clone()),
+        name: method,
+        kickoff_id: kickoff_id.clone(),
+        context_json: context.to_string(),
+        allowed_actions,
+        recipients,
+        origin: Some(Origin {
+            source: source.to_owned(),
+            kind: OriginKind::Flow,
+            execution_id: kickoff_id.clone(),
+            task_id: None,
+            request_id: Some(request_id.clone()),
+            callback_url: Some(callback_url),
+            emit_options,
+            default_outcome,
+            assignee,
+        }),
+        ..CheckpointSpec::default()
+    };
+    Ok(FlowRequest {
+        event,
+        request_id,
+        checkpoint_id,
+        spec,
+        kickoff_id,
+    })
+}
+
+impl FlowRequest {
+    /// The event that creates the checkpoint (a `new_request`, or an escalation of a request
+    /// hitlhook never saw).
+    #[must_use]
+    pub fn creating(self) -> AmpEvent {
+        let key = match self.event {
+            FlowEvent::NewRequest => Key::Id(format!("flow:{}:new_request", self.request_id)),
+            FlowEvent::Escalation => Key::Body,
+        };
+        let mut env = envelope(EventKind::CheckpointRequired, self.kickoff_id);
+        env.checkpoint = Some(self.spec);
+        AmpEvent { envelope: env, key }
+    }
+
+    /// The event recorded for an escalation of a request whose checkpoint exists: an entry in
+    /// the execution's audit trail, not a second checkpoint.
+    #[must_use]
+    pub fn annotation(self) -> AmpEvent {
+        let mut env = envelope(EventKind::Other(ESCALATION_EVENT.into()), self.kickoff_id);
+        env.checkpoint_ref = Some(self.checkpoint_id);
+        AmpEvent {
+            envelope: env,
+            key: Key::Body,
+        }
+    }
+}
+
+/// A legacy task, step or crew webhook, recorded as `task.completed`, `step.completed` or
+/// `crew.completed` of the execution `kickoff_id` (its `meta` stays in the stored body).
+pub fn legacy(hook: LegacyHook, body: &[u8]) -> Result<AmpEvent, EnvelopeError> {
+    let map = object(body)?;
+    let kickoff = required(text(&map, "", "kickoff_id")?, "kickoff_id")?;
+    let kind = match hook {
+        LegacyHook::Task => EventKind::TaskCompleted,
+        LegacyHook::Step => EventKind::StepCompleted,
+        LegacyHook::Crew => EventKind::CrewCompleted,
+    };
+    Ok(AmpEvent {
+        envelope: envelope(kind, Some(kickoff)),
+        key: Key::Body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_input_reads_every_alias() {
+        for body in [
+            br#"{"execution_id": "k1", "task_id": "research_task", "output": "draft"}"#.as_slice(),
+            br#"{"kickoff_id": "k1", "task_id": "research_task", "task_output": "draft"}"#,
+            br#"{"execution_id": "k1", "task_id": "research_task", "result": "draft"}"#,
+        ] {
+            let ev = human_input("prod", body).expect("parses");
+            let spec = ev.envelope.checkpoint.expect("spec");
+            assert_eq!(spec.kickoff_id.as_deref(), Some("k1"));
+            assert_eq!(spec.name, "research_task");
+            let ctx: Value = serde_json::from_str(&spec.context_json).expect("json");
+            assert_eq!(ctx["task_output"], "draft");
+            let origin = spec.origin.expect("origin");
+            assert_eq!(origin.kind, OriginKind::Crew);
+            assert_eq!(origin.task_id.as_deref(), Some("research_task"));
+            assert_eq!(ev.key, Key::Body);
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        let cases: &[(&[u8], &str)] = &[
+            (br#"{"task_id": "t"}"#, "execution_id"),
+            (br#"{"execution_id": "k"}"#, "task_id"),
+            (
+                br#"{"execution_id": ["k"], "task_id": "t"}"#,
+                "execution_id",
+            ),
+            (b"[]", "body"),
+        ];
+        for (body, field) in cases {
+            match human_input("s", body) {
+                Err(EnvelopeError::Schema { path, .. }) => assert_eq!(&path, field),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(
+            human_input("s", b"{"),
+            Err(EnvelopeError::Syntax { .. })
+        ));
+    }
+
+    const NESTED: &[u8] = br#"{"event": "new_request",
+        "request": {"id": "550e8400", "flow_id": "flow_abc123", "method_name": "review_article",
+            "message": "Please review", "emit_options": ["approved", "rejected", "request_changes"],
+            "state": {"article_id": 12345}, "metadata": {}, "created_at": "2026-01-14T12:00:00Z"},
+        "deployment": {"id": 456, "name": "Content Review Flow", "organization_id": 789},
+        "callback_url": "https://api.crewai.com/cb?token=t", "assigned_to_email": "reviewer@company.com"}"#;
+
+    #[test]
+    fn both_flow_shapes_ask_for_the_same_checkpoint() {
+        let nested = flow_request("s", NESTED).expect("nested");
+        assert_eq!(nested.event, FlowEvent::NewRequest);
+        assert_eq!(nested.checkpoint_id, "amp-flow-550e8400");
+        assert_eq!(nested.spec.recipients, ["reviewer@company.com"]);
+        let origin = nested.spec.origin.clone().expect("origin");
+        assert_eq!(
+            origin.emit_options,
+            ["approved", "rejected", "request_changes"]
+        );
+        assert_eq!(
+            origin.callback_url.as_deref(),
+            Some("https://api.crewai.com/cb?token=t")
+        );
+        // No default outcome: skip has nothing neutral to send.
+        assert_eq!(
+            nested.spec.allowed_actions,
+            Some(vec![Action::Continue, Action::Stop, Action::Revise])
+        );
+        let flat = flow_request(
+            "s",
+            br#"{"event_type": "escalation", "id": "550e8400", "status": "pending",
+                "flow_id": "flow_abc123", "flow_execution_id": "fx-1", "method_name": "review_article",
+                "message": "Please review", "emit": ["approved", "rejected"], "default_outcome": "rejected",
+                "callback_url": "https://api.crewai.com/cb?token=u",
+                "assigned_to": {"id": 1, "email": "boss@company.com", "name": "Boss"}}"#,
+        )
+        .expect("flat");
+        assert_eq!(flat.event, FlowEvent::Escalation);
+        assert_eq!(flat.checkpoint_id, nested.checkpoint_id);
+        assert_eq!(flat.kickoff_id.as_deref(), Some("fx-1"));
+        assert_eq!(flat.spec.allowed_actions, None);
+        let origin = flat.spec.origin.expect("origin");
+        assert_eq!(origin.default_outcome.as_deref(), Some("rejected"));
+        assert_eq!(origin.assignee.as_deref(), Some("boss@company.com"));
+    }
+
+    #[test]
+    fn flow_refusals() {
+        let cases: &[(&[u8], &str)] = &[
+            (br#"{"event": "new_request", "request": 5}"#, "request"),
+            (br#"{"event": "responded", "request": {}}"#, "event"),
+            (br#"{"request": {"id": "x"}, "callback_url": "u"}"#, "event"),
+            (
+                br#"{"event": "new_request", "request": {}, "callback_url": "u"}"#,
+                "request.id",
+            ),
+            (
+                br#"{"event_type": "new_request", "id": "x"}"#,
+                "callback_url",
+            ),
+            (
+                br#"{"event_type": "new_request", "id": "x", "callback_url": "u", "emit": "a"}"#,
+                "emit",
+            ),
+        ];
+        for (body, field) in cases {
+            match flow_request("s", body) {
+                Err(EnvelopeError::Schema { path, .. }) => assert_eq!(&path, field),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn legacy_hooks_record_completions() {
+        let ev = legacy(
+            LegacyHook::Task,
+            br#"{"description": "d", "name": "research", "output": "o", "kickoff_id": "k", "meta": {"a": 1}}"#,
+        )
+        .expect("task");
+        assert_eq!(ev.envelope.kind, EventKind::TaskCompleted);
+        assert_eq!(ev.envelope.kickoff_id.as_deref(), Some("k"));
+        assert_eq!(
+            legacy(LegacyHook::Crew, br#"{"kickoff_id": "k", "result": "r"}"#)
+                .expect("crew")
+                .envelope
+                .kind,
+            EventKind::CrewCompleted
+        );
+        assert!(legacy(LegacyHook::Step, br#"{"prompt": "p"}"#).is_err());
+    }
+}

@@ -1,0 +1,200 @@
+//! AMP's inbound webhooks, one explicit path per payload shape and source:
+//! `POST /amp/{source}/events` (event-stream batches), `/human-input` (crew `humanInputWebhook`),
+//! `/flow-hitl` (flow HITL `new_request`/`escalation`), and the legacy `/task`, `/step`, `/crew`
+//! webhooks; the source's URL token may also be the last path segment. Checks in order: route
+//! (404), size (413), source (404), authentication (401), content type (415), JSON (400/422);
+//! then the events are committed through the group-commit writer before the 2xx, with the same
+//! idempotency as `/webhook/crewai`.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::post;
+use hitlhook_domain::amp::inbound::{self, AmpEvent, FlowEvent, Key, LegacyHook};
+use hitlhook_domain::{EventIdentity, Incoming, Timestamp};
+use hitlhook_store::IngestItem;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::delivery::http::parse_target;
+use crate::error::{ApiError, ApiResult};
+use crate::http::AppState;
+use crate::http::extract::{Path, Query, read_body, require_json};
+use crate::http::ingest::{Answer, batch_items, commit, envelope_error, respond};
+use crate::security::amp::{Presented, authenticate};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/amp/{source}/{endpoint}", post(receive))
+        .route("/amp/{source}/{endpoint}/{token}", post(receive_with_token))
+}
+
+/// The inbound endpoints of a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Events,
+    HumanInput,
+    FlowHitl,
+    Legacy(LegacyHook),
+}
+
+impl Endpoint {
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "events" => Endpoint::Events,
+            "human-input" => Endpoint::HumanInput,
+            "flow-hitl" => Endpoint::FlowHitl,
+            "task" => Endpoint::Legacy(LegacyHook::Task),
+            "step" => Endpoint::Legacy(LegacyHook::Step),
+            "crew" => Endpoint::Legacy(LegacyHook::Crew),
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+async fn receive(
+    State(state): State<AppState>,
+    Path((source, endpoint)): Path<(String, String)>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request = Request {
+        source: &source,
+        endpoint: &endpoint,
+        url_token: query.token.as_deref(),
+        headers: &headers,
+    };
+    respond(handle(&state, request, body).await)
+}
+
+async fn receive_with_token(
+    State(state): State<AppState>,
+    Path((source, endpoint, token)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request = Request {
+        source: &source,
+        endpoint: &endpoint,
+        url_token: Some(&token),
+        headers: &headers,
+    };
+    respond(handle(&state, request, body).await)
+}
+
+struct Request<'a> {
+    source: &'a str,
+    endpoint: &'a str,
+    url_token: Option<&'a str>,
+    headers: &'a HeaderMap,
+}
+
+async fn handle(state: &AppState, request: Request<'_>, body: Body) -> ApiResult<Answer> {
+    let endpoint = Endpoint::parse(request.endpoint).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no AMP endpoint {:?}: use events, human-input, flow-hitl, task, step or crew",
+            request.endpoint
+        ))
+    })?;
+    let bytes = read_body(request.headers, body, state.config.max_body_bytes).await?;
+    let source = state
+        .store
+        .get_amp_source(request.source)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no AMP source {:?} (see /v1/amp/sources)",
+                request.source
+            ))
+        })?;
+    let now = Timestamp::now();
+    let tolerance = i64::try_from(state.config.signature_tolerance_secs).unwrap_or(i64::MAX);
+    let how = authenticate(
+        &source,
+        &Presented {
+            headers: request.headers,
+            url_token: request.url_token,
+            body: &bytes,
+        },
+        now.unix_seconds(),
+        tolerance,
+        &state.amp_replay,
+    )?;
+    let label = format!("amp:{}:{how}", source.name);
+    require_json(request.headers)?;
+    let item = |event: AmpEvent| -> ApiResult<IngestItem> {
+        let identity = match event.key {
+            Key::Id(id) => EventIdentity::from_event_id(&format!("amp:{}:{id}", source.name)),
+            Key::Body => {
+                let mut digest = Sha256::new();
+                digest.update(format!("amp:{}:{}:", source.name, request.endpoint));
+                digest.update(&bytes);
+                EventIdentity::from_body_hash(&hex::encode(digest.finalize()))
+            }
+        };
+        let payload = String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::MalformedJson {
+            line: 1,
+            column: 1,
+            message: "the body is not valid UTF-8".into(),
+        })?;
+        Ok(IngestItem {
+            identity,
+            envelope: event.envelope,
+            payload,
+            source: label.clone(),
+            received_at: now,
+        })
+    };
+    let event = match endpoint {
+        Endpoint::Events => {
+            return match Incoming::parse(&bytes).map_err(envelope_error)? {
+                Incoming::Batch(events) => {
+                    commit(state, batch_items(events, &label, now), false).await
+                }
+                Incoming::Single(_) => Err(ApiError::unprocessable(
+                    "invalid_event",
+                    "events: is required: AMP event streams send {\"events\": [...]}",
+                )),
+            };
+        }
+        Endpoint::HumanInput => {
+            inbound::human_input(&source.name, &bytes).map_err(envelope_error)?
+        }
+        Endpoint::Legacy(hook) => inbound::legacy(hook, &bytes).map_err(envelope_error)?,
+        Endpoint::FlowHitl => {
+            let request = inbound::flow_request(&source.name, &bytes).map_err(envelope_error)?;
+            // The decision goes there later: an unusable URL is refused now, not dead-lettered.
+            if let Some(url) = request
+                .spec
+                .origin
+                .as_ref()
+                .and_then(|o| o.callback_url.as_deref())
+            {
+                parse_target(url).map_err(|e| {
+                    ApiError::unprocessable("invalid_event", format!("callback_url: {e}"))
+                })?;
+            }
+            // An escalation of a request already here annotates it instead of asking again.
+            if request.event == FlowEvent::Escalation
+                && state
+                    .store
+                    .get_checkpoint(&request.checkpoint_id)
+                    .await?
+                    .is_some()
+            {
+                request.annotation()
+            } else {
+                request.creating()
+            }
+        }
+    };
+    commit(state, vec![item(event)?], true).await
+}

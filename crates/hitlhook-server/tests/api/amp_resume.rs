@@ -1,0 +1,431 @@
+//! Resuming AMP runs: a decision on an AMP checkpoint is sent back through the outbox to the AMP
+//! stand-in, which checks exactly what it receives. Crews get `/resume` (with the kickoff's
+//! webhook URLs every time) or `/stop/{id}`; flows get their `callback_url` with the mapped emit
+//! option. AMP's answers decide what happens next: 5xx/timeouts retry, "resolved elsewhere" is
+//! final and recorded, 401/404 are dead at once and revivable.
+
+use std::time::Duration;
+
+use hitlhook_domain::Timestamp;
+use hitlhook_domain::amp::KickoffHooks;
+use hitlhook_server::Config;
+use hitlhook_store::AmpExecution;
+use hitlhook_store::testing::TestDb;
+use serde_json::{Value, json};
+
+use crate::amp::{bearer, create_source, human_input, new_request, post_amp};
+use crate::amp_peer::{AmpStandIn, DEPLOYMENT_TOKEN, Scripted};
+use crate::helpers::*;
+use crate::on_both_backends;
+use crate::peers::slack_stand_in;
+use crate::slack::{TOKEN, bot, click_ok};
+
+on_both_backends!(
+    a_slack_click_resumes_the_crew_after_two_failed_attempts,
+    crew_decisions_map_to_resume_and_stop_and_finished_runs_are_resolved_elsewhere,
+    a_flow_decision_answers_its_callback_and_an_answer_in_amp_is_not_retried,
+    refused_tokens_dead_letter_at_once_and_revive_once_fixed,
+);
+
+const INBOUND: &str = "amp-inbound-token-1";
+
+fn fast(cfg: &mut Config) {
+    cfg.delivery.outbound_allow = vec!["127.0.0.1".into()];
+    cfg.delivery.schedule = "20ms".into();
+    cfg.delivery.poll_ms = 50;
+    cfg.delivery.timeout_ms = 500;
+}
+
+async fn crew_source(app: &TestApp, amp: &AmpStandIn, token: &str) {
+    create_source(
+        app,
+        &json!({"name": "prod", "auth": "bearer", "token": INBOUND,
+            "deployment_url": amp.url(""), "deployment_token": token}),
+    )
+    .await;
+}
+
+/// AMP asks for review of `execution`'s research task; returns the checkpoint id.
+async fn ask(app: &TestApp, execution: &str, output: &str) -> String {
+    let response = post_amp(
+        app,
+        "/amp/prod/human-input",
+        &bearer(INBOUND),
+        &human_input(execution, output),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let receipt: Value = response.json().await.expect("json");
+    receipt["checkpoint_id"]
+        .as_str()
+        .expect("checkpoint")
+        .to_owned()
+}
+
+fn hooks(app: &TestApp) -> KickoffHooks {
+    KickoffHooks {
+        task_webhook_url: Some(app.url("/amp/prod/task?token=t")),
+        step_webhook_url: Some(app.url("/amp/prod/step?token=t")),
+        crew_webhook_url: Some(app.url("/amp/prod/crew?token=t")),
+    }
+}
+
+async fn a_slack_click_resumes_the_crew_after_two_failed_attempts(db: TestDb) {
+    let slack = slack_stand_in(TOKEN).await;
+    let amp = AmpStandIn::start().await;
+    let slack_cfg = bot(slack.url("/api"));
+    let app = TestApp::spawn_with(db, move |cfg| {
+        slack_cfg(cfg);
+        fast(cfg);
+    })
+    .await;
+    crew_source(&app, &amp, DEPLOYMENT_TOKEN).await;
+    // The kickoff's webhook URLs, as `hitlhook amp kickoff` records them.
+    let now = Timestamp::now();
+    app.store
+        .save_amp_execution(&AmpExecution {
+            kickoff_id: "exec-1".into(),
+            source: "prod".into(),
+            hooks: hooks(&app),
+            remote_status: None,
+            remote_detail: None,
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .expect("execution");
+    amp.script(
+        "/resume",
+        vec![
+            Scripted::Answer(
+                503,
+                json!({"error": "Service Unavailable", "message": "try later"}),
+            ),
+            Scripted::Answer(
+                500,
+                json!({"error": "Internal Server Error", "message": "boom"}),
+            ),
+        ],
+    );
+
+    // AMP's human-input webhook → a checkpoint → a Slack message.
+    let id = ask(&app, "exec-1", "Three findings about AI agents").await;
+    let posted = slack.wait_for("/api/chat.postMessage", 1, 10).await;
+    assert!(posted[0].json()["blocks"].to_string().contains(&id));
+
+    // A reviewer clicks Continue in Slack.
+    click_ok(&app, &slack, "U0ALICE", "continue", &id, "/response/1").await;
+
+    // AMP fails twice, then takes the third attempt; every attempt carries the same body.
+    let calls = amp.wait_for("/resume", 3, 15).await;
+    let want = json!({"execution_id": "exec-1", "task_id": "research_task",
+        "human_feedback": "Approved.", "is_approve": true,
+        "taskWebhookUrl": app.url("/amp/prod/task?token=t"),
+        "stepWebhookUrl": app.url("/amp/prod/step?token=t"),
+        "crewWebhookUrl": app.url("/amp/prod/crew?token=t")});
+    for call in &calls {
+        assert_eq!(call.method, "POST");
+        assert_eq!(
+            call.header("authorization"),
+            format!("Bearer {DEPLOYMENT_TOKEN}")
+        );
+        assert_eq!(call.header("content-type"), "application/json");
+        assert_eq!(call.json(), want);
+    }
+    let delivery = app.delivery_in_state(&id, "amp.resume", "delivered").await;
+    assert_eq!(delivery["attempts"], 3);
+    assert_eq!(delivery["target"], "prod");
+    assert_eq!(delivery["last_status"], 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(amp.to("/resume").len(), 3, "no attempt after the delivery");
+    let cp = app.checkpoint(&id).await;
+    assert_eq!(cp["decision"]["action"], "continue");
+    assert_eq!(cp["decision"]["channel"], "slack");
+}
+
+async fn crew_decisions_map_to_resume_and_stop_and_finished_runs_are_resolved_elsewhere(
+    db: TestDb,
+) {
+    let amp = AmpStandIn::start().await;
+    let app = TestApp::spawn_with(db, fast).await;
+    crew_source(&app, &amp, DEPLOYMENT_TOKEN).await;
+
+    // Revise: is_approve false with the feedback (no kickoff recorded: no webhook URLs).
+    let revise = ask(&app, "exec-r", "draft").await;
+    assert_eq!(
+        app.decide(ADMIN_KEY, &revise, "revise", Some("Cite sources"))
+            .await
+            .status(),
+        200
+    );
+    let calls = amp.wait_for("/resume", 1, 10).await;
+    assert_eq!(
+        calls[0].json(),
+        json!({"execution_id": "exec-r", "task_id": "research_task",
+            "human_feedback": "Cite sources", "is_approve": false})
+    );
+    app.delivery_in_state(&revise, "amp.resume", "delivered")
+        .await;
+
+    // Skip: approve with a neutral note.
+    let skip = ask(&app, "exec-s", "draft").await;
+    assert_eq!(
+        app.decide(ADMIN_KEY, &skip, "skip", None).await.status(),
+        200
+    );
+    let calls = amp.wait_for("/resume", 2, 10).await;
+    assert_eq!(calls[1].json()["is_approve"], true);
+    assert_eq!(
+        calls[1].json()["human_feedback"],
+        "Review skipped; no changes requested."
+    );
+
+    // Stop: POST /stop/{kickoff_id}, no body.
+    let stop = ask(&app, "exec-t", "draft").await;
+    assert_eq!(
+        app.decide(ADMIN_KEY, &stop, "stop", None).await.status(),
+        200
+    );
+    let calls = amp.wait_for("/stop/exec-t", 1, 10).await;
+    assert_eq!(
+        calls[0].header("authorization"),
+        format!("Bearer {DEPLOYMENT_TOKEN}")
+    );
+    assert!(calls[0].body.is_empty());
+    app.delivery_in_state(&stop, "amp.stop", "delivered").await;
+
+    // Someone resumed it in AMP first: "not in pending human input state" is final.
+    amp.script(
+        "/resume",
+        vec![Scripted::Answer(
+            400,
+            json!({"error": "Invalid Request",
+            "message": "Execution is not in pending human input state"}),
+        )],
+    );
+    let late = ask(&app, "exec-l", "draft").await;
+    assert_eq!(
+        app.decide(ADMIN_KEY, &late, "continue", None)
+            .await
+            .status(),
+        200
+    );
+    let d = app
+        .delivery_in_state(&late, "amp.resume", "resolved_elsewhere")
+        .await;
+    assert_eq!(
+        (d["attempts"].as_i64(), d["last_status"].as_i64()),
+        (Some(1), Some(400))
+    );
+    assert!(
+        d["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no longer waiting"),
+        "{d}"
+    );
+
+    // A stop for a run that already finished is final too.
+    amp.script(
+        "/stop/",
+        vec![Scripted::Answer(
+            400,
+            json!({"detail": "Cannot stop execution. Current state: SUCCESS"}),
+        )],
+    );
+    let finished = ask(&app, "exec-f", "draft").await;
+    assert_eq!(
+        app.decide(ADMIN_KEY, &finished, "stop", None)
+            .await
+            .status(),
+        200
+    );
+    let d = app
+        .delivery_in_state(&finished, "amp.stop", "resolved_elsewhere")
+        .await;
+    assert!(
+        d["last_error"].as_str().unwrap_or("").contains("SUCCESS"),
+        "{d}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        amp.to("/resume").len(),
+        3,
+        "resolved elsewhere is never retried"
+    );
+    assert_eq!(amp.to("/stop/exec-f").len(), 1);
+}
+
+async fn a_flow_decision_answers_its_callback_and_an_answer_in_amp_is_not_retried(db: TestDb) {
+    let amp = AmpStandIn::start().await;
+    let app = TestApp::spawn_with(db, fast).await;
+    create_source(
+        &app,
+        &json!({"name": "flows", "auth": "bearer", "token": INBOUND}),
+    )
+    .await;
+
+    let body = new_request("req-1", &amp.url("/callbacks/req-1?token=single-use"));
+    assert_eq!(
+        post_amp(&app, "/amp/flows/flow-hitl", &bearer(INBOUND), &body)
+            .await
+            .status(),
+        200
+    );
+    let id = "amp-flow-req-1";
+    assert_eq!(
+        app.decide(ADMIN_KEY, id, "continue", None).await.status(),
+        200
+    );
+    let calls = amp.wait_for("/callbacks/req-1", 1, 10).await;
+    assert_eq!(
+        calls[0].json(),
+        json!({"feedback": "approved", "source": "hitlhook"})
+    );
+    assert_eq!(calls[0].header("content-type"), "application/json");
+    assert_eq!(
+        calls[0].header("authorization"),
+        "",
+        "the token is in the URL only"
+    );
+    app.delivery_in_state(id, "amp.feedback", "delivered").await;
+
+    // Revise sends the reviewer's words.
+    let body = new_request("req-2", &amp.url("/callbacks/req-2?token=t2"));
+    post_amp(&app, "/amp/flows/flow-hitl", &bearer(INBOUND), &body).await;
+    app.decide(ADMIN_KEY, "amp-flow-req-2", "revise", Some("Shorter title"))
+        .await;
+    let calls = amp.wait_for("/callbacks/req-2", 1, 10).await;
+    assert_eq!(calls[0].json()["feedback"], "Shorter title");
+
+    // Answered in AMP's dashboard first: 409 already_responded, recorded, never retried.
+    amp.script(
+        "/callbacks/req-3",
+        vec![Scripted::Answer(
+            409,
+            json!({"error": "already_responded",
+            "message": "This request was already answered via email"}),
+        )],
+    );
+    let body = new_request("req-3", &amp.url("/callbacks/req-3?token=t3"));
+    post_amp(&app, "/amp/flows/flow-hitl", &bearer(INBOUND), &body).await;
+    app.decide(ADMIN_KEY, "amp-flow-req-3", "stop", None).await;
+    let d = app
+        .delivery_in_state("amp-flow-req-3", "amp.feedback", "resolved_elsewhere")
+        .await;
+    assert_eq!(d["attempts"], 1);
+    assert!(
+        d["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("already answered"),
+        "{d}"
+    );
+    let events: Value = app
+        .get(ADMIN_KEY, "/v1/events?checkpoint_id=amp-flow-req-3")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let types: Vec<&str> = events["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|e| e["event_type"].as_str())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "checkpoint.required",
+            "checkpoint.decided",
+            "delivery.resolved_elsewhere"
+        ]
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(amp.to("/callbacks/req-3").len(), 1);
+    assert_eq!(amp.to("/callbacks/req-3")[0].json()["feedback"], "rejected");
+}
+
+async fn refused_tokens_dead_letter_at_once_and_revive_once_fixed(db: TestDb) {
+    let amp = AmpStandIn::start().await;
+    let app = TestApp::spawn_with(db, fast).await;
+    crew_source(&app, &amp, "stale-deployment-token").await;
+    let id = ask(&app, "exec-1", "draft").await;
+    assert_eq!(
+        app.decide(ADMIN_KEY, &id, "continue", None).await.status(),
+        200
+    );
+    let dead = app.delivery_in_state(&id, "amp.resume", "dead").await;
+    assert_eq!(
+        (dead["attempts"].as_i64(), dead["last_status"].as_i64()),
+        (Some(1), Some(401))
+    );
+    let error = dead["last_error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("deployment_token"),
+        "says what to fix: {error}"
+    );
+    assert!(!error.contains("stale-deployment-token"), "never the token");
+    let events: Value = app
+        .get(ADMIN_KEY, &format!("/v1/events?checkpoint_id={id}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(events.to_string().contains("delivery.dead"));
+
+    // Fix the token (re-create the source), then revive: the same call goes out again.
+    let removed = app
+        .client
+        .delete(app.url("/v1/amp/sources/prod"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(removed.status(), 204);
+    crew_source(&app, &amp, DEPLOYMENT_TOKEN).await;
+    // A slow answer first: the attempt times out and is retried.
+    amp.script("/resume", vec![Scripted::Slow(Duration::from_millis(1500))]);
+    let revived = app
+        .client
+        .post(app.url(&format!(
+            "/v1/deliveries/{}/retry",
+            dead["id"].as_str().expect("id")
+        )))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(revived.status(), 200);
+    let delivered = app.delivery_in_state(&id, "amp.resume", "delivered").await;
+    assert_eq!(
+        delivered["attempts"], 2,
+        "the timed-out attempt, then the delivered one"
+    );
+    let calls = amp.wait_for("/resume", 3, 10).await;
+    assert_eq!(
+        calls[0].json(),
+        calls[2].json(),
+        "the same body after reviving"
+    );
+
+    // 404: the execution is unknown to the deployment → dead at once, saying what to check.
+    amp.script(
+        "/resume",
+        vec![Scripted::Answer(
+            404,
+            json!({"error": "Not Found", "message": "Execution ID not found"}),
+        )],
+    );
+    let other = ask(&app, "exec-404", "draft").await;
+    app.decide(ADMIN_KEY, &other, "continue", None).await;
+    let dead = app.delivery_in_state(&other, "amp.resume", "dead").await;
+    assert_eq!(dead["attempts"], 1);
+    assert!(
+        dead["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("deployment_url"),
+        "{dead}"
+    );
+}
