@@ -47,6 +47,8 @@ trap cleanup EXIT
 # sets $url and $pid.
 start() {
   local name=$1; shift
+  # Created here, not by the background job's redirection: the first read below may come first.
+  : > "$work/$name.out"
   $pin_server "$@" > "$work/$name.out" 2> "$work/$name.err" &
   pid=$!
   pids+=("$pid")
