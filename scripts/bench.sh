@@ -3,14 +3,28 @@
 # starts the system under test pinned to CPU 0 and the load generator pinned to CPU 1
 # (taskset), and prints one JSON object per run (also saved to bench-results/results.jsonl).
 #
-#   scripts/bench.sh              # full run (about 3 minutes)
+#   scripts/bench.sh              # every scenario (a few minutes once the scale seed is cached)
+#   BENCH_SCENARIOS=fanout,scale scripts/bench.sh    # a subset of ingest,wake,fanout,scale
 #   BENCH_SECONDS=2 scripts/bench.sh
 #   BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test scripts/bench.sh   (default)
+#   BENCH_SUBSCRIBERS=10000 BENCH_CHECKPOINTS=1000000 BENCH_PENDING=100000 BENCH_EXECUTIONS=100000
+#
+# The scale seed (SQLite file and PostgreSQL database) is kept between runs in
+# bench-results/scale-cache and the database hitlhook_scale_<checkpoints>_<pending>_<executions>;
+# delete them to seed again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 secs=${BENCH_SECONDS:-10}
 pg_admin=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
+scenarios=${BENCH_SCENARIOS:-ingest,wake,fanout,scale}
+subscribers=${BENCH_SUBSCRIBERS:-10000}
+checkpoints=${BENCH_CHECKPOINTS:-1000000}
+pending=${BENCH_PENDING:-100000}
+executions=${BENCH_EXECUTIONS:-100000}
+want() { [[ ",$scenarios," == *",$1,"* ]]; }
+# Fan-out opens one socket per subscriber on each side: up to the hard limit on open files.
+ulimit -n "$(ulimit -Hn)"
 export WEBHOOK_SECRET=bench-secret WEBHOOK_API_KEY=bench-admin-key
 bin=target/release/hitlhook
 out=bench-results
@@ -33,6 +47,8 @@ trap cleanup EXIT
 # sets $url and $pid.
 start() {
   local name=$1; shift
+  # Created here, not by the background job's redirection: the first read below may come first.
+  : > "$work/$name.out"
   $pin_server "$@" > "$work/$name.out" 2> "$work/$name.err" &
   pid=$!
   pids+=("$pid")
@@ -53,6 +69,9 @@ ingest() { # label connections
     | python3 -c "import json,sys; d=json.load(sys.stdin); d['target']='$1'; print(json.dumps(d))" | record
 }
 
+
+if want ingest; then
+echo "==> ingest: ceiling, SQLite, PostgreSQL at 1, 32, 256 connections" >&2
 for conns in 1 32 256; do
   start ceiling "$bin" bench ceiling --bind 127.0.0.1:0
   ingest ceiling "$conns"
@@ -69,11 +88,62 @@ for conns in 1 32 256; do
   stop
   psql "$pg_admin" -qc "drop database $db with (force)" >/dev/null
 done
+fi
 
+compact() { python3 -c "import json,sys; d=json.load(sys.stdin); d.update(dict(a.split('=',1) for a in sys.argv[1:])); print(json.dumps(d))" "$@"; }
+
+if want wake; then
+echo "==> idle RSS and decision -> wake (SQLite)" >&2
 start sqlite "$bin" serve --bind 127.0.0.1:0 --data-dir "$work/wake"
 sleep 1
 echo "{\"scenario\": \"idle_rss\", \"target\": \"sqlite\", \"rss_kb\": $(rss_kb "$pid")}" | record
-$pin_load "$bin" bench wake --url "$url" --waiters 500 | python3 -c "import json,sys; print(json.dumps(json.load(sys.stdin)))" | record
+$pin_load "$bin" bench wake --url "$url" --waiters 500 | compact | record
 stop
+fi
+
+if want fanout; then
+echo "==> fan-out: $subscribers WebSocket subscribers (SQLite)" >&2
+start sqlite "$bin" serve --bind 127.0.0.1:0 --data-dir "$work/fanout"
+sleep 1
+$pin_load "$bin" bench fanout --url "$url" --subscribers "$subscribers" --rounds 10 --server-pid "$pid" \
+  | compact target=sqlite | record
+stop
+fi
+
+if want scale; then
+cache="$out/scale-cache/sqlite-$checkpoints-$pending-$executions"
+if [ ! -f "$cache/seed.json" ]; then
+  echo "==> scale: seeding SQLite with $checkpoints checkpoints ($pending pending) into $cache" >&2
+  rm -rf "$cache"; mkdir -p "$cache"
+  "$bin" bench seed --data-dir "$cache" --checkpoints "$checkpoints" --pending "$pending" \
+    --executions "$executions" > "$cache/seed.tmp" && mv "$cache/seed.tmp" "$cache/seed.json"
+else
+  echo "==> scale: reusing the SQLite seed in $cache" >&2
+fi
+compact target=sqlite < "$cache/seed.json" | record
+start sqlite "$bin" serve --bind 127.0.0.1:0 --data-dir "$cache"
+$pin_load "$bin" bench scale --url "$url" --checkpoints "$checkpoints" --executions "$executions" \
+  | compact target=sqlite | record
+stop
+
+pgdb="hitlhook_scale_${checkpoints}_${pending}_${executions}"
+pgurl="${pg_admin%/*}/$pgdb"
+seeded=$(psql "$pgurl" -tAc "select count(*) from checkpoints" 2>/dev/null || true)
+if [ "$seeded" != "$checkpoints" ] || [ ! -f "$out/scale-cache/$pgdb.json" ]; then
+  echo "==> scale: seeding PostgreSQL database $pgdb" >&2
+  psql "$pg_admin" -qc "drop database if exists $pgdb with (force)" >/dev/null
+  psql "$pg_admin" -qc "create database $pgdb" >/dev/null
+  mkdir -p "$out/scale-cache"
+  "$bin" bench seed --database-url "$pgurl" --checkpoints "$checkpoints" --pending "$pending" \
+    --executions "$executions" > "$out/scale-cache/$pgdb.json"
+else
+  echo "==> scale: reusing the PostgreSQL database $pgdb" >&2
+fi
+compact target=postgres < "$out/scale-cache/$pgdb.json" | record
+start postgres "$bin" serve --bind 127.0.0.1:0 --data-dir "$work/pg-scale" --database-url "$pgurl"
+$pin_load "$bin" bench scale --url "$url" --checkpoints "$checkpoints" --executions "$executions" \
+  | compact target=postgres | record
+stop
+fi
 
 echo "==> results in $out/results.jsonl" >&2

@@ -25,8 +25,10 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use axum::extract::ws::Utf8Bytes;
+
 use crate::http::dto::EventOut;
-use crate::hub::Hub;
+use crate::hub::{Hub, Published};
 
 /// Events read from the store per replay round.
 const REPLAY_BATCH: u32 = 500;
@@ -167,8 +169,9 @@ pub struct Outgoing {
     pub position: i64,
     /// The `type` of the message (SSE `event:` name).
     pub kind: &'static str,
-    /// The message as sent.
-    pub json: String,
+    /// The message as sent (shared, cheap to clone: a live event's text is serialised once for
+    /// all subscribers).
+    pub json: Utf8Bytes,
     /// Set on the last message of a session: why the server ends it.
     pub resync: Option<ResyncReason>,
 }
@@ -184,11 +187,30 @@ impl Outgoing {
         Outgoing {
             position,
             kind,
-            // Every field serialises infallibly (strings, integers, stored JSON text).
-            json: serde_json::to_string(message).unwrap_or_default(),
+            json: Utf8Bytes::from(serialise(message)),
             resync,
         }
     }
+
+    /// A live event, sent with the message text every subscriber shares.
+    fn live(event: &Published) -> Self {
+        Outgoing {
+            position: event.seq,
+            kind: "event",
+            json: event.shared_message(|e| {
+                serialise(&Message::Event {
+                    seq: e.seq,
+                    event: EventOut::from(e),
+                })
+            }),
+            resync: None,
+        }
+    }
+}
+
+fn serialise(message: &Message<'_>) -> String {
+    // Every field serialises infallibly (strings, integers, stored JSON text).
+    serde_json::to_string(message).unwrap_or_default()
 }
 
 /// What a client asked for.
@@ -260,7 +282,7 @@ impl Session {
     /// Starts a session on a subscription taken before the hub position `high` was read.
     pub fn start(
         context: Context,
-        (live, high): (broadcast::Receiver<Arc<StoredEvent>>, i64),
+        (live, high): (broadcast::Receiver<Arc<Published>>, i64),
         request: Request,
         access: Arc<dyn Access>,
     ) -> Session {
@@ -343,7 +365,7 @@ enum End {
 
 struct Producer {
     store: Arc<dyn Store>,
-    live: broadcast::Receiver<Arc<StoredEvent>>,
+    live: broadcast::Receiver<Arc<Published>>,
     high: i64,
     request: Request,
     queue: mpsc::Sender<Outgoing>,
@@ -384,11 +406,10 @@ impl Producer {
                             continue;
                         }
                         position = event.seq;
-                        if self.request.filter.matches(&event) {
-                            let message = Message::Event { seq: event.seq, event: EventOut::from(&*event) };
-                            if let Err(end) = self.offer(Outgoing::new(position, &message)) {
-                                return end;
-                            }
+                        if self.request.filter.matches(&event)
+                            && let Err(end) = self.offer(Outgoing::live(&event))
+                        {
+                            return end;
                         }
                     }
                     Err(RecvError::Lagged(_)) => return End::Resync(ResyncReason::Lagged),
@@ -534,7 +555,7 @@ mod tests {
         assert_eq!(ready.json, r#"{"type":"ready","seq":10,"replayed":0}"#);
         session.written(ready.position);
         for seq in 11..=15 {
-            hub.send(Arc::new(event(seq, "k", "task.started")))
+            hub.send(Arc::new(Published::new(event(seq, "k", "task.started"))))
                 .expect("subscribed");
         }
         let resync = session.next().await.expect("resync");

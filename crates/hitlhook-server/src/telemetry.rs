@@ -9,8 +9,12 @@ use crate::config::LogFormat;
 
 /// Installs the log subscriber once; later calls are no-ops (tests build many apps).
 pub fn init_logs(format: LogFormat) {
+    // axum=error: the accept loop's own report of a failed accept (out of file descriptors:
+    // it sleeps a second and goes on), otherwise invisible.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("hitlhook=info,hitlhook_server=info,tower_http=warn")
+        tracing_subscriber::EnvFilter::new(
+            "hitlhook=info,hitlhook_server=info,tower_http=warn,axum=error",
+        )
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

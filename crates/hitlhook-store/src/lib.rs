@@ -7,6 +7,7 @@ mod batch;
 mod model;
 mod outbox;
 mod rows;
+pub mod seed;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -138,7 +138,7 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Normalises a SQLite URL: creates the parent directory and asks sqlx to create the file.
-fn sqlite_url(url: &str) -> StoreResult<String> {
+pub(crate) fn sqlite_url(url: &str) -> StoreResult<String> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))

@@ -7,7 +7,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::{Method, Request, StatusCode};
+use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -49,6 +49,18 @@ impl Conn {
         headers: &[(String, String)],
         body: Bytes,
     ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let (status, _, body) = self.exchange(method, path, headers, body).await?;
+        Ok((status, body))
+    }
+
+    /// Sends one request and reads the whole answer, with its headers.
+    pub async fn exchange(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(String, String)],
+        body: Bytes,
+    ) -> anyhow::Result<(StatusCode, HeaderMap, Bytes)> {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
@@ -61,8 +73,8 @@ impl Conn {
             .sender
             .send_request(request.body(Full::new(body))?)
             .await?;
-        let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok((status, body))
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok((parts.status, parts.headers, body))
     }
 }

@@ -240,7 +240,7 @@ impl Worker {
 }
 
 async fn next_event(
-    events: &mut Option<broadcast::Receiver<Arc<hitlhook_store::StoredEvent>>>,
+    events: &mut Option<broadcast::Receiver<Arc<crate::hub::Published>>>,
 ) -> Result<(), broadcast::error::RecvError> {
     match events {
         Some(rx) => rx.recv().await.map(|_| ()).or_else(|e| match e {

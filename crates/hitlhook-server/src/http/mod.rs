@@ -1,5 +1,5 @@
 //! The HTTP API: shared state, the route table (each module opens with its own `router()`), and
-//! the layers every request passes through (request ids, metrics, panics as 500s).
+//! the layers every request passes through (request ids, metrics, panics as 500s, Server-Timing).
 
 pub mod amp;
 pub mod amp_runs;
@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod keys;
 pub mod slack;
 pub mod stream;
+pub mod timing;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -78,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(middleware::from_fn(timing::server_timing))
         .layer(middleware::from_fn(observe))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal(anyhow::anyhow!("a request handler panicked")).into_response()
