@@ -158,15 +158,15 @@ def test_a_decision_made_elsewhere_leaves_the_list_live(page: Page, server: Serv
     page.locator(".decision-card textarea").fill("half-written thought")
 
     status, _ = server.request("POST", "/v1/checkpoints/cp-a/decision", {
-        "action": "continue", "decided_by": "bob@example.com", "channel": "slack"})
+        "action": "continue", "decided_by": "bob@example.com", "channel": "teams"})
     assert status == 200
 
     expect(page.locator("#list button.item", has_text="Review draft")).to_have_count(0)
     expect(page.locator("#pending-count")).to_have_text("1")
     outcome = page.locator(".outcome")
-    expect(outcome).to_contain_text("Continue by bob@example.com via slack")
+    expect(outcome).to_contain_text("Continue by bob@example.com via teams")
     expect(page.locator(".decision-card")).to_have_count(0)
-    expect(page.locator("#toasts")).to_contain_text("decided: Continue by bob@example.com via slack")
+    expect(page.locator("#toasts")).to_contain_text("decided: Continue by bob@example.com via teams")
     expect(page.locator(".timeline .event")).to_have_count(3)
     shot(page, "06-decided-elsewhere")
 
