@@ -7,10 +7,15 @@
 //! With several nodes on PostgreSQL, other nodes' commits are seen by polling, and a sequence gap
 //! (a transaction still in flight elsewhere, or a rolled-back insert) is waited for briefly so
 //! events are published in order without being skipped.
+//!
+//! The ingest writer hands over the events it has just committed ([`Hub::committed_events`]), so
+//! the busiest path is published without reading its own rows back (profiled: reading them back
+//! cost about a sixth of the server's CPU under ingest load). Handed-over events are published
+//! only where they continue the sequence exactly; anything else is read from the store.
 
 use std::ops::Deref;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
@@ -28,6 +33,8 @@ const CHANNEL_CAPACITY: usize = 4096;
 const READ_BATCH: u32 = 1000;
 /// How long a sequence gap is waited for before it is taken as a rolled-back insert.
 const GAP_GRACE: Duration = Duration::from_secs(2);
+/// Handed-over events kept for the tail, at most; past that they are read from the store.
+const HANDED_MAX: usize = 8192;
 
 /// A published event and its live-stream message, serialised once by the first subscriber that
 /// sends it and then shared (a reference count, not a copy) by every other: with 10,000
@@ -67,6 +74,10 @@ pub struct Hub {
     sender: broadcast::Sender<Arc<Published>>,
     committed: Notify,
     published: AtomicI64,
+    /// Something was committed that only the store can tell (set by [`Hub::committed`]).
+    unread: AtomicBool,
+    /// Events the ingest writer committed, in sequence order, not yet published.
+    handed: Mutex<Vec<StoredEvent>>,
 }
 
 impl Hub {
@@ -77,11 +88,29 @@ impl Hub {
             sender: broadcast::channel(CHANNEL_CAPACITY).0,
             committed: Notify::new(),
             published: AtomicI64::new(start_seq),
+            unread: AtomicBool::new(true),
+            handed: Mutex::new(Vec::new()),
         }
     }
 
-    /// Tells the tail task that something was committed.
+    /// Tells the tail task that something was committed: it reads the new events from the store.
     pub fn committed(&self) {
+        self.unread.store(true, Ordering::Release);
+        self.committed.notify_one();
+    }
+
+    /// Tells the tail task that these events, and nothing else, were just committed by one
+    /// transaction, in sequence order. It publishes them as they are when they follow the last
+    /// published event, and reads the store otherwise.
+    pub fn committed_events(&self, events: Vec<StoredEvent>) {
+        let mut handed = self.handed.lock().unwrap_or_else(|p| p.into_inner());
+        if handed.len() + events.len() > HANDED_MAX {
+            handed.clear();
+            self.unread.store(true, Ordering::Release);
+        } else {
+            handed.extend(events);
+        }
+        drop(handed);
         self.committed.notify_one();
     }
 
@@ -118,6 +147,8 @@ impl Hub {
                 }
             };
             let wait = if retry_gap_soon {
+                // The store is read again however the loop wakes next.
+                self.unread.store(true, Ordering::Release);
                 Some(Duration::from_millis(20))
             } else {
                 poll
@@ -125,8 +156,38 @@ impl Hub {
             tokio::select! {
                 () = cancel.cancelled() => return,
                 () = self.committed.notified() => {}
-                () = sleep_or_forever(wait) => {}
+                // Another node's commits, or a gap to look at again: only the store knows.
+                () = sleep_or_forever(wait) => self.unread.store(true, Ordering::Release),
             }
+        }
+    }
+
+    /// Publishes one event in sequence: wakes the checkpoint's waiters if it closed one.
+    fn publish(&self, event: StoredEvent, waiters: &Waiters) {
+        self.published.store(event.seq, Ordering::Release);
+        if is_closing(&event.event_type)
+            && let Some(id) = &event.checkpoint_id
+        {
+            waiters.wake(id);
+        }
+        // No subscribers is fine: the event is in the store for whoever comes later.
+        let _ = self.sender.send(Arc::new(Published::new(event)));
+    }
+
+    /// Publishes the handed-over events that continue the sequence; on a break in it (another
+    /// writer's events in between) leaves the rest to the store.
+    fn publish_handed(&self, waiters: &Waiters) {
+        let handed = std::mem::take(&mut *self.handed.lock().unwrap_or_else(|p| p.into_inner()));
+        for event in handed {
+            let last = self.published_seq();
+            if event.seq <= last {
+                continue;
+            }
+            if event.seq != last + 1 {
+                self.unread.store(true, Ordering::Release);
+                return;
+            }
+            self.publish(event, waiters);
         }
     }
 
@@ -137,6 +198,10 @@ impl Hub {
         waiters: &Waiters,
         gap_seen: &mut Option<(i64, Instant)>,
     ) -> anyhow::Result<bool> {
+        self.publish_handed(waiters);
+        if !self.unread.swap(false, Ordering::AcqRel) {
+            return Ok(false);
+        }
         loop {
             let after = self.published_seq();
             let page = store
@@ -163,14 +228,7 @@ impl Hub {
                 }
                 *gap_seen = None;
                 last = event.seq;
-                self.published.store(last, Ordering::Release);
-                if is_closing(&event.event_type)
-                    && let Some(id) = &event.checkpoint_id
-                {
-                    waiters.wake(id);
-                }
-                // No subscribers is fine: the event is in the store for whoever comes later.
-                let _ = self.sender.send(Arc::new(Published::new(event)));
+                self.publish(event, waiters);
             }
             if page.next_cursor.is_none() {
                 return Ok(false);

@@ -135,6 +135,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
 
     /// When the earliest pending delivery is due (leased ones: when their lease ends).
+    /// How many deliveries this process has planned with its state changes so far (rolled-back
+    /// transactions included: an over-count only costs a look). The delivery worker looks at the
+    /// outbox after an event only when this moved, instead of reading it after every commit.
+    fn deliveries_planned(&self) -> u64;
+
     async fn next_delivery_due(&self) -> StoreResult<Option<Timestamp>>;
 
     async fn get_delivery(&self, id: &str) -> StoreResult<Option<Delivery>>;

@@ -3,6 +3,7 @@
 //! with a lease that is committed before any network I/O, then record each attempt.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hitlhook_domain::{
     DeliveryPlan, DeliveryState, Execution, ExecutionStatus, NewDelivery, Occurrence,
@@ -28,13 +29,28 @@ pub struct OutboxSettings {
 pub(crate) struct Planner {
     settings: Arc<OutboxSettings>,
     subscribers: Option<Vec<SubscriptionFilter>>,
+    /// The store's count of deliveries planned (see `Store::deliveries_planned`).
+    planned: Arc<AtomicU64>,
+    /// Rows inserted in this transaction, added to `planned` only once it commits: a worker
+    /// that saw the count move before the rows were visible would look, find nothing, and then
+    /// ignore the commit's wake-up.
+    inserted: u64,
 }
 
 impl Planner {
-    pub(crate) fn new(settings: Arc<OutboxSettings>) -> Self {
+    pub(crate) fn new(settings: Arc<OutboxSettings>, planned: Arc<AtomicU64>) -> Self {
         Planner {
             settings,
             subscribers: None,
+            planned,
+            inserted: 0,
+        }
+    }
+
+    /// Call after the transaction committed: publishes the rows it planned.
+    pub(crate) fn committed(self) {
+        if self.inserted > 0 {
+            self.planned.fetch_add(self.inserted, Ordering::Release);
         }
     }
 
@@ -50,6 +66,7 @@ impl Planner {
             && let Some(resume) = crate::amp::resume_delivery(c, checkpoint).await?
         {
             insert(c, &resume, now, self.settings.max_attempts).await?;
+            self.inserted += 1;
         }
         if self.subscribers.is_none() {
             self.subscribers = Some(active_filters(c).await?);
@@ -60,6 +77,7 @@ impl Planner {
         }
         for d in self.settings.plan.plan(&occurrence, subscribers, now) {
             insert(c, &d, now, self.settings.max_attempts).await?;
+            self.inserted += 1;
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -55,6 +56,8 @@ pub struct SqlStore {
     reader: AnyPool,
     /// Channels and limits for planning deliveries; replaced by `set_delivery_plan`.
     outbox: RwLock<Arc<OutboxSettings>>,
+    /// Deliveries planned by this process (see `Store::deliveries_planned`).
+    planned: Arc<AtomicU64>,
 }
 
 impl SqlStore {
@@ -86,6 +89,7 @@ impl SqlStore {
                 writer,
                 reader,
                 outbox: RwLock::default(),
+                planned: Arc::default(),
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = AnyPoolOptions::new()
@@ -98,6 +102,7 @@ impl SqlStore {
                 writer: pool.clone(),
                 reader: pool,
                 outbox: RwLock::default(),
+                planned: Arc::default(),
             })
         } else {
             Err(StoreError::UnsupportedUrl(crate::redact_url(url)))
@@ -122,7 +127,7 @@ impl SqlStore {
             Ok(guard) => Arc::clone(&guard),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         };
-        Planner::new(settings)
+        Planner::new(settings, Arc::clone(&self.planned))
     }
 }
 
@@ -599,6 +604,7 @@ impl Store for SqlStore {
         match batch::ingest_fast(&mut tx, self.backend, &mut planner, &batch).await {
             Ok(outcomes) => {
                 tx.commit().await?;
+                planner.committed();
                 return Ok(outcomes);
             }
             Err(error) => {
@@ -633,6 +639,7 @@ impl Store for SqlStore {
             }
         }
         tx.commit().await?;
+        planner.committed();
         Ok(outcomes)
     }
 
@@ -665,6 +672,7 @@ impl Store for SqlStore {
                 apply_close(&mut tx, &mut planner, &next, source, now).await?
             {
                 tx.commit().await?;
+                planner.committed();
                 return Ok(DecideOutcome::Decided {
                     checkpoint: next,
                     seq,
@@ -702,6 +710,7 @@ impl Store for SqlStore {
             }
         }
         tx.commit().await?;
+        planner.committed();
         Ok(changed)
     }
 
@@ -920,6 +929,10 @@ impl Store for SqlStore {
         let applied = outbox::record(&mut tx, claimed, &outcome, now).await?;
         tx.commit().await?;
         Ok(applied)
+    }
+
+    fn deliveries_planned(&self) -> u64 {
+        self.planned.load(Ordering::Acquire)
     }
 
     async fn next_delivery_due(&self) -> StoreResult<Option<Timestamp>> {

@@ -4,9 +4,10 @@
 //!
 //! Guarantees: at-least-once. A worker that crashes mid-send leaves a lease that expires, and the
 //! row comes due again; each delivery carries one idempotency key on every attempt (`webhook-id`,
-//! email `Message-ID`). The worker wakes on every committed event (the hub), on an explicit
-//! [`Wake`] (deliveries enqueued without an event), when the next row is due, and on a poll
-//! timer (rows written by other nodes or the CLI).
+//! email `Message-ID`). The worker looks at the outbox after committed events (the hub) that
+//! came with deliveries this process planned, on an explicit [`Wake`] (deliveries enqueued
+//! without an event), when the next row is due, and on a poll timer (rows written by other nodes
+//! or the CLI).
 
 pub mod amp;
 pub mod config;
@@ -151,63 +152,84 @@ impl Worker {
         let permits = Arc::new(Semaphore::new(self.settings.concurrency.max(1) as usize));
         let mut in_flight = JoinSet::new();
         let mut events = Some(self.hub.subscribe());
+        let mut planned_seen = 0;
+        let mut look = true;
+        let mut deadline = tokio::time::Instant::now();
         loop {
-            let free = permits.available_permits();
-            if free > 0 {
-                match self.claim_if_due(free).await {
-                    Ok(batch) => {
-                        let claimed = batch.len();
-                        for d in batch {
-                            let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-                                break;
-                            };
-                            let attempt = Attempt {
-                                store: Arc::clone(&self.store),
-                                channels: Arc::clone(&self.channels),
-                                policy: self.settings.policy.clone(),
-                                hub: Arc::clone(&self.hub),
-                            };
-                            in_flight.spawn(async move {
-                                attempt.run(d).await;
-                                drop(permit);
-                            });
-                        }
-                        if claimed > 0 && permits.available_permits() > 0 && self.due_now().await {
-                            continue;
-                        }
-                    }
-                    Err(e) => {
-                        warn!(error = ?e, "claiming deliveries failed; retrying");
-                        // Do not spin on a failing database.
-                        tokio::time::sleep(Duration::from_millis(250)).await;
-                    }
-                }
+            if look {
+                // Read before looking: a delivery planned during the look moves it again.
+                planned_seen = self.store.deliveries_planned();
+                self.look(&permits, &mut in_flight).await;
+                while in_flight.try_join_next().is_some() {}
+                // With every permit taken, a due row must wait for an attempt to finish (the
+                // join_next branch below), not spin on a zero sleep.
+                let wait = if permits.available_permits() == 0 {
+                    self.settings.poll
+                } else {
+                    self.until_next_due().await
+                };
+                deadline = tokio::time::Instant::now() + wait;
             }
-            while in_flight.try_join_next().is_some() {}
-            // With every permit taken, a due row must wait for an attempt to finish (the
-            // join_next branch below), not spin on a zero sleep.
-            let wait = if permits.available_permits() == 0 {
-                self.settings.poll
-            } else {
-                self.until_next_due().await
-            };
-            tokio::select! {
+            look = tokio::select! {
                 () = cancel.cancelled() => break,
-                () = wake.0.notified() => {}
+                () = wake.0.notified() => true,
                 received = next_event(&mut events) => {
                     if matches!(received, Err(broadcast::error::RecvError::Closed)) {
                         events = None;
                     }
-                    // Coalesce a burst of events into one look at the outbox.
+                    // Coalesce a burst of events into one look at the outbox, and look only
+                    // when this process planned deliveries since the last look: under ingest
+                    // with no channel configured, the outbox is not read after every commit.
+                    // Rows other nodes planned are their workers' (or found by the poll).
                     if let Some(rx) = events.as_mut() {
                         while rx.try_recv().is_ok() {}
                     }
+                    self.store.deliveries_planned() != planned_seen
                 }
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-                () = tokio::time::sleep(wait) => {}
-            }
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => true,
+                () = tokio::time::sleep_until(deadline) => true,
+            };
         }
         while in_flight.join_next().await.is_some() {}
+    }
+
+    /// Claims what is due, as far as permits allow, and starts an attempt for each.
+    async fn look(&self, permits: &Arc<Semaphore>, in_flight: &mut JoinSet<()>) {
+        loop {
+            let free = permits.available_permits();
+            if free == 0 {
+                return;
+            }
+            match self.claim_if_due(free).await {
+                Ok(batch) => {
+                    let claimed = batch.len();
+                    for d in batch {
+                        let Ok(permit) = Arc::clone(permits).acquire_owned().await else {
+                            return;
+                        };
+                        let attempt = Attempt {
+                            store: Arc::clone(&self.store),
+                            channels: Arc::clone(&self.channels),
+                            policy: self.settings.policy.clone(),
+                            hub: Arc::clone(&self.hub),
+                        };
+                        in_flight.spawn(async move {
+                            attempt.run(d).await;
+                            drop(permit);
+                        });
+                    }
+                    if claimed == 0 || permits.available_permits() == 0 || !self.due_now().await {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    warn!(error = ?e, "claiming deliveries failed; retrying");
+                    // Do not spin on a failing database.
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    return;
+                }
+            }
+        }
     }
 
     /// Claims up to `max` rows, but only after a cheap read shows one is due: the claim is a
