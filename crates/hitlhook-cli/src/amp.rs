@@ -53,7 +53,7 @@ pub enum SourcesAction {
     Remove { name: String },
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct AddSource {
     /// Name used in the URLs: /amp/NAME/human-input, /amp/NAME/flow-hitl, ...
     #[arg(long)]
@@ -88,6 +88,18 @@ pub struct AddSource {
     /// The flow emit option `skip` sends (default: the request's default_outcome).
     #[arg(long)]
     emit_skip: Option<String>,
+}
+
+/// Names and URLs only: the secrets given on the command line never reach a log.
+impl std::fmt::Debug for AddSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AddSource")
+            .field("name", &self.name)
+            .field("auth", &self.auth)
+            .field("username", &self.username)
+            .field("deployment_url", &self.deployment_url)
+            .finish_non_exhaustive()
+    }
 }
 
 fn base_url(config: &Config) -> String {

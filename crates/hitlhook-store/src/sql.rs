@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use hitlhook_domain::action;
 use hitlhook_domain::execution::CheckpointClosed;
 use hitlhook_domain::{
-    Checkpoint, CheckpointStatus, Decided, DecisionRequest, DeliveryPlan, Execution, NewDelivery,
-    Occurrence, Timestamp,
+    Action, Checkpoint, CheckpointStatus, Decided, DecisionRequest, DeliveryPlan, Execution,
+    NewDelivery, Occurrence, Timestamp,
 };
 use serde_json::json;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -27,7 +27,7 @@ use crate::model::*;
 use crate::outbox::{self, OutboxSettings, Planner};
 use crate::rows::{self, API_KEY_COLUMNS, CHECKPOINT_COLUMNS, EVENT_COLUMNS, EXECUTION_COLUMNS};
 use crate::{Store, StoreError, StoreResult};
-use hitlhook_domain::amp::Origin;
+use hitlhook_domain::amp::{Origin, OriginKind};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -410,6 +410,19 @@ async fn apply_close(
     planner
         .emit(c, Occurrence::CheckpointClosed { checkpoint: next }, now)
         .await?;
+    // An AMP flow's "stop" is an answer the flow acts on (the outcome it maps to, sent to its
+    // callback); the flow runs on, so its execution and its other requests stay open. Ending
+    // them here would leave those requests unanswered in AMP.
+    let how = match how {
+        CheckpointClosed::Decided(Action::Stop)
+            if crate::amp::load_origin(c, &next.id)
+                .await?
+                .is_some_and(|o| o.kind == OriginKind::Flow) =>
+        {
+            CheckpointClosed::Decided(Action::Continue)
+        }
+        how => how,
+    };
     let mut cascade = Vec::new();
     if let Some(kickoff) = &next.kickoff_id
         && let Some(mut ex) = load_execution(c, kickoff).await?

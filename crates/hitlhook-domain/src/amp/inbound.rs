@@ -65,6 +65,35 @@ pub struct FlowRequest {
     /// The checkpoint it asks for (the same for `new_request` and `escalation` of one request).
     pub spec: CheckpointSpec,
     pub kickoff_id: Option<String>,
+    /// The body as it is stored and shown in the audit trail: the callback's token and any
+    /// `response_token` removed (they answer the request; reviewers read events).
+    pub stored_body: String,
+}
+
+/// Marks where a secret was removed from a stored body.
+pub const REDACTED: &str = "[redacted]";
+
+/// The body without its answering secrets: the query (the token) of `callback_url`, and
+/// `response_token` at the top level or in `request`.
+fn redacted(mut map: Map<String, Value>) -> String {
+    fn scrub(map: &mut Map<String, Value>) {
+        if let Some(Value::String(url)) = map.get_mut("callback_url")
+            && let Some(q) = url.find('?')
+        {
+            url.truncate(q + 1);
+            url.push_str(REDACTED);
+        }
+        if let Some(token) = map.get_mut("response_token")
+            && !token.is_null()
+        {
+            *token = Value::String(REDACTED.into());
+        }
+    }
+    scrub(&mut map);
+    if let Some(Value::Object(request)) = map.get_mut("request") {
+        scrub(request);
+    }
+    Value::Object(map).to_string()
 }
 
 /// Event type stored for an escalation of a request that already has its checkpoint.
@@ -320,6 +349,7 @@ pub fn flow_request(source: &str, body: &[u8]) -> Result<FlowRequest, EnvelopeEr
         checkpoint_id,
         spec,
         kickoff_id,
+        stored_body: redacted(map),
     })
 }
 
@@ -456,6 +486,30 @@ mod tests {
         let origin = flat.spec.origin.expect("origin");
         assert_eq!(origin.default_outcome.as_deref(), Some("rejected"));
         assert_eq!(origin.assignee.as_deref(), Some("boss@company.com"));
+    }
+
+    #[test]
+    fn stored_flow_bodies_lose_their_answering_secrets() {
+        let nested = flow_request("s", NESTED).expect("nested");
+        let stored: Value = serde_json::from_str(&nested.stored_body).expect("json");
+        assert_eq!(
+            stored["callback_url"],
+            "https://api.crewai.com/cb?[redacted]"
+        );
+        assert_eq!(stored["request"]["id"], "550e8400");
+        assert!(!nested.stored_body.contains("token=t"));
+        let flat = flow_request(
+            "s",
+            br#"{"event_type": "new_request", "id": "r", "response_token": "secret-rt",
+                "callback_url": "https://api.crewai.com/r/respond?token=secret-cb"}"#,
+        )
+        .expect("flat");
+        assert!(!flat.stored_body.contains("secret"), "{}", flat.stored_body);
+        assert_eq!(
+            flat.spec.origin.and_then(|o| o.callback_url).as_deref(),
+            Some("https://api.crewai.com/r/respond?token=secret-cb"),
+            "the origin keeps the real URL to answer with"
+        );
     }
 
     #[test]

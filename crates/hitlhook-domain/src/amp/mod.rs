@@ -65,7 +65,7 @@ pub enum OriginKind {
 }
 
 /// Where a checkpoint came from, kept so the decision can be sent back to AMP.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Origin {
     pub source: String,
     pub kind: OriginKind,
@@ -80,6 +80,27 @@ pub struct Origin {
     pub emit_options: Vec<String>,
     pub default_outcome: Option<String>,
     pub assignee: Option<String>,
+}
+
+/// The callback URL's query (its single-use token) is left out: `Debug` output reaches logs.
+impl std::fmt::Debug for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let callback = self
+            .callback_url
+            .as_deref()
+            .map(|url| url.split('?').next().unwrap_or_default());
+        f.debug_struct("Origin")
+            .field("source", &self.source)
+            .field("kind", &self.kind)
+            .field("execution_id", &self.execution_id)
+            .field("task_id", &self.task_id)
+            .field("request_id", &self.request_id)
+            .field("callback_url", &callback)
+            .field("emit_options", &self.emit_options)
+            .field("default_outcome", &self.default_outcome)
+            .field("assignee", &self.assignee)
+            .finish()
+    }
 }
 
 /// The legacy webhook URLs of a kickoff, re-sent on every `/resume` (AMP does not keep them).

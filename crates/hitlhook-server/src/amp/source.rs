@@ -19,7 +19,7 @@ use crate::security::api_key::hash;
 use crate::security::signature::SigningKeys;
 
 /// What an operator asks for.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceRequest {
     pub name: String,
@@ -46,8 +46,29 @@ pub struct SourceRequest {
     pub emit_map: Option<EmitMap>,
 }
 
+/// Whether a secret was given, for `Debug`: the secret itself never reaches a log.
+fn given(secret: &Option<String>) -> &'static str {
+    if secret.is_some() { "<set>" } else { "<none>" }
+}
+
+impl std::fmt::Debug for SourceRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceRequest")
+            .field("name", &self.name)
+            .field("auth", &self.auth)
+            .field("token", &given(&self.token))
+            .field("username", &self.username)
+            .field("password", &given(&self.password))
+            .field("signing_secret", &given(&self.signing_secret))
+            .field("deployment_url", &self.deployment_url)
+            .field("deployment_token", &given(&self.deployment_token))
+            .field("emit_map", &self.emit_map)
+            .finish()
+    }
+}
+
 /// The secrets of a new source, shown once.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Revealed {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -56,6 +77,17 @@ pub struct Revealed {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signing_secret: Option<String>,
     pub url_token: String,
+}
+
+impl std::fmt::Debug for Revealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Revealed")
+            .field("token", &given(&self.token))
+            .field("password", &given(&self.password))
+            .field("signing_secret", &given(&self.signing_secret))
+            .field("url_token", &"<set>")
+            .finish()
+    }
 }
 
 fn random_text(len: usize) -> String {

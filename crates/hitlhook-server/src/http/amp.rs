@@ -130,7 +130,7 @@ async fn handle(state: &AppState, request: Request<'_>, body: Body) -> ApiResult
     )?;
     let label = format!("amp:{}:{how}", source.name);
     require_json(request.headers)?;
-    let item = |event: AmpEvent| -> ApiResult<IngestItem> {
+    let item = |event: AmpEvent, stored: Option<String>| -> ApiResult<IngestItem> {
         let identity = match event.key {
             Key::Id(id) => EventIdentity::from_event_id(&format!("amp:{}:{id}", source.name)),
             Key::Body => {
@@ -140,11 +140,14 @@ async fn handle(state: &AppState, request: Request<'_>, body: Body) -> ApiResult
                 EventIdentity::from_body_hash(&hex::encode(digest.finalize()))
             }
         };
-        let payload = String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::MalformedJson {
-            line: 1,
-            column: 1,
-            message: "the body is not valid UTF-8".into(),
-        })?;
+        let payload = match stored {
+            Some(stored) => stored,
+            None => String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::MalformedJson {
+                line: 1,
+                column: 1,
+                message: "the body is not valid UTF-8".into(),
+            })?,
+        };
         Ok(IngestItem {
             identity,
             envelope: event.envelope,
@@ -153,7 +156,7 @@ async fn handle(state: &AppState, request: Request<'_>, body: Body) -> ApiResult
             received_at: now,
         })
     };
-    let event = match endpoint {
+    let (event, stored) = match endpoint {
         Endpoint::Events => {
             return match Incoming::parse(&bytes).map_err(envelope_error)? {
                 Incoming::Batch(events) => {
@@ -165,10 +168,11 @@ async fn handle(state: &AppState, request: Request<'_>, body: Body) -> ApiResult
                 )),
             };
         }
-        Endpoint::HumanInput => {
-            inbound::human_input(&source.name, &bytes).map_err(envelope_error)?
-        }
-        Endpoint::Legacy(hook) => inbound::legacy(hook, &bytes).map_err(envelope_error)?,
+        Endpoint::HumanInput => (
+            inbound::human_input(&source.name, &bytes).map_err(envelope_error)?,
+            None,
+        ),
+        Endpoint::Legacy(hook) => (inbound::legacy(hook, &bytes).map_err(envelope_error)?, None),
         Endpoint::FlowHitl => {
             let request = inbound::flow_request(&source.name, &bytes).map_err(envelope_error)?;
             // The decision goes there later: an unusable URL is refused now, not dead-lettered.
@@ -182,8 +186,10 @@ async fn handle(state: &AppState, request: Request<'_>, body: Body) -> ApiResult
                     ApiError::unprocessable("invalid_event", format!("callback_url: {e}"))
                 })?;
             }
+            // The callback's token answers the request: it stays in the origin, not the trail.
+            let stored = Some(request.stored_body.clone());
             // An escalation of a request already here annotates it instead of asking again.
-            if request.event == FlowEvent::Escalation
+            let event = if request.event == FlowEvent::Escalation
                 && state
                     .store
                     .get_checkpoint(&request.checkpoint_id)
@@ -193,8 +199,9 @@ async fn handle(state: &AppState, request: Request<'_>, body: Body) -> ApiResult
                 request.annotation()
             } else {
                 request.creating()
-            }
+            };
+            (event, stored)
         }
     };
-    commit(state, vec![item(event)?], true).await
+    commit(state, vec![item(event, stored)?], true).await
 }

@@ -1,9 +1,13 @@
 //! A CrewAI AMP stand-in: a real HTTP server on 127.0.0.1 that answers the deployment API as
-//! AMP documents it (`/kickoff`, `/status/{id}`, `/resume`, `/stop/{id}`, bearer token checked)
-//! and flow HITL callbacks (`/callbacks/...`), records every request, and can be scripted to
-//! answer differently (400 not pending, 401, 404, 409 already_responded, 5xx, too slow).
+//! AMP documents it (`/kickoff`, `/status/{id}`, `/resume`, `/stop/{id}`, bearer token and JSON
+//! content type checked) and flow HITL callbacks (`/callbacks/{request}?token=...`, single-use
+//! tokens), records every request, and can be scripted to answer differently (401, 5xx, too
+//! slow, ...). It keeps AMP's state too: only executions it started or asked about exist (else
+//! 404), `/resume` needs one waiting for human input (else 400 "not in pending human input
+//! state"), a used callback token answers 409 `already_responded`, a wrong one 401. Like AMP, it
+//! sends the human-input webhook itself ([`AmpStandIn::ask_for_input`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,6 +39,17 @@ struct Shared {
     /// What `/status/{id}` reports.
     status: Mutex<Value>,
     arrived: Notify,
+    runs: Mutex<Runs>,
+}
+
+/// AMP's view of its runs and flow requests.
+#[derive(Default)]
+struct Runs {
+    /// Known executions → the task waiting for human input, if one is.
+    executions: HashMap<String, Option<String>>,
+    stopped: HashSet<String>,
+    /// Flow requests → their callback token and the feedback they were answered with.
+    callbacks: HashMap<String, (String, Option<String>)>,
 }
 
 pub struct AmpStandIn {
@@ -83,6 +98,55 @@ impl AmpStandIn {
             .entry(prefix.to_owned())
             .or_default()
             .extend(answers);
+    }
+
+    /// Sends AMP's human-input webhook for `execution`'s `task` to `url` (with `auth` headers),
+    /// as AMP does when a task with `human_input=True` finishes; the execution then waits.
+    pub async fn ask_for_input(
+        &self,
+        url: &str,
+        auth: &[(&str, String)],
+        execution: &str,
+        task: &str,
+        output: &str,
+    ) -> reqwest::Response {
+        self.runs()
+            .executions
+            .insert(execution.to_owned(), Some(task.to_owned()));
+        let body = json!({"execution_id": execution, "task_id": task, "output": output});
+        let mut request = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .header("user-agent", "CrewAI-AMP/1.0");
+        for (name, value) in auth {
+            request = request.header(*name, value);
+        }
+        request
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("human-input webhook")
+    }
+
+    /// A new flow HITL request's callback URL, with a fresh single-use token.
+    pub fn callback_url(&self, request: &str) -> String {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        self.runs()
+            .callbacks
+            .insert(request.to_owned(), (token.clone(), None));
+        self.url(&format!("/callbacks/{request}?token={token}"))
+    }
+
+    /// The feedback a flow request was answered with (accepted answers only).
+    pub fn answer_of(&self, request: &str) -> Option<String> {
+        self.runs()
+            .callbacks
+            .get(request)
+            .and_then(|(_, a)| a.clone())
+    }
+
+    fn runs(&self) -> std::sync::MutexGuard<'_, Runs> {
+        self.shared.runs.lock().expect("lock")
     }
 
     /// Sets what `GET /status/{id}` answers.
@@ -165,22 +229,58 @@ async fn answer(
         Some(Scripted::Slow(wait)) => tokio::time::sleep(wait).await,
         None => {}
     }
-    // Flow callbacks carry their token in the URL, as AMP's do.
+    let is_json = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if method == axum::http::Method::POST && !body.is_empty() && !is_json {
+        return reply(
+            415,
+            &json!({"error": "Unsupported Media Type", "message": "send application/json"}),
+        );
+    }
+    // Flow callbacks carry their single-use token in the URL, as AMP's do.
     if let Some(request) = path.strip_prefix("/callbacks/") {
+        let token = uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("token="))
+            .unwrap_or("");
         let feedback = serde_json::from_slice::<Value>(&body)
             .ok()
             .and_then(|b| b["feedback"].as_str().map(str::to_owned));
-        return match feedback {
-            Some(f) => reply(
-                200,
-                &json!({"status": "accepted", "request": {"id": request, "status": "responded",
-                    "feedback": f, "outcome": f, "responded_via": "api"}}),
-            ),
-            None => reply(
+        let mut runs = shared.runs.lock().expect("lock");
+        let Some((expected, answered)) = runs.callbacks.get_mut(request) else {
+            return reply(
+                404,
+                &json!({"error": "not_found", "message": "No such feedback request"}),
+            );
+        };
+        if token != expected.as_str() {
+            return reply(
+                401,
+                &json!({"error": "unauthorized", "message": "Invalid response token"}),
+            );
+        }
+        if answered.is_some() {
+            return reply(
+                409,
+                &json!({"error": "already_responded", "message": "This request was already answered"}),
+            );
+        }
+        let Some(f) = feedback else {
+            return reply(
                 422,
                 &json!({"error": "invalid", "message": "feedback is required"}),
-            ),
+            );
         };
+        *answered = Some(f.clone());
+        return reply(
+            200,
+            &json!({"status": "accepted", "request": {"id": request, "status": "responded",
+                "feedback": f, "outcome": f, "responded_via": "api"}}),
+        );
     }
     let authorised = headers
         .get("authorization")
@@ -202,10 +302,14 @@ async fn answer(
                         "details": {"missing_inputs": ["topic"]}}),
                 );
             }
-            reply(
-                200,
-                &json!({"kickoff_id": uuid::Uuid::new_v4().to_string()}),
-            )
+            let id = uuid::Uuid::new_v4().to_string();
+            shared
+                .runs
+                .lock()
+                .expect("lock")
+                .executions
+                .insert(id.clone(), None);
+            reply(200, &json!({"kickoff_id": id}))
         }
         ("POST", "/resume") => {
             let b = json_body();
@@ -213,7 +317,29 @@ async fn answer(
                 && b["task_id"].is_string()
                 && b["human_feedback"].is_string()
                 && b["is_approve"].is_boolean();
-            if valid {
+            if !valid {
+                return reply(
+                    400,
+                    &json!({"error": "Invalid Request", "message": "execution_id, task_id, human_feedback and is_approve are required"}),
+                );
+            }
+            let mut runs = shared.runs.lock().expect("lock");
+            let execution = b["execution_id"].as_str().unwrap_or_default();
+            let Some(waiting) = runs.executions.get_mut(execution) else {
+                return reply(
+                    404,
+                    &json!({"error": "Not Found", "message": "Execution ID not found"}),
+                );
+            };
+            if waiting.as_deref() != b["task_id"].as_str() {
+                return reply(
+                    400,
+                    &json!({"error": "Invalid Request", "message": "Execution is not in pending human input state"}),
+                );
+            }
+            // A revision re-runs the task, which asks again with a new webhook.
+            *waiting = None;
+            {
                 let status = if b["is_approve"] == true {
                     "resumed"
                 } else {
@@ -223,17 +349,26 @@ async fn answer(
                     200,
                     &json!({"status": status, "message": "Execution resumed"}),
                 )
-            } else {
-                reply(
-                    400,
-                    &json!({"error": "Invalid Request", "message": "execution_id, task_id, human_feedback and is_approve are required"}),
-                )
             }
         }
-        ("POST", p) if p.starts_with("/stop/") => reply(
-            200,
-            &json!({"status": "stopped", "kickoffId": p.trim_start_matches("/stop/")}),
-        ),
+        ("POST", p) if p.starts_with("/stop/") => {
+            let id = p.trim_start_matches("/stop/");
+            let mut runs = shared.runs.lock().expect("lock");
+            let Some(waiting) = runs.executions.get_mut(id) else {
+                return reply(
+                    404,
+                    &json!({"error": "Not Found", "message": "Execution ID not found"}),
+                );
+            };
+            *waiting = None;
+            if !runs.stopped.insert(id.to_owned()) {
+                return reply(
+                    400,
+                    &json!({"detail": "Cannot stop execution. Current state: REVOKED"}),
+                );
+            }
+            reply(200, &json!({"status": "stopped", "kickoffId": id}))
+        }
         ("GET", p) if p.starts_with("/status/") => {
             let status = shared.status.lock().expect("lock").clone();
             reply(200, &status)

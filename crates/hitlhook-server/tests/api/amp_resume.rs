@@ -24,6 +24,7 @@ on_both_backends!(
     a_slack_click_resumes_the_crew_after_two_failed_attempts,
     crew_decisions_map_to_resume_and_stop_and_finished_runs_are_resolved_elsewhere,
     a_flow_decision_answers_its_callback_and_an_answer_in_amp_is_not_retried,
+    a_flow_stop_answers_its_request_and_leaves_the_flows_other_requests_open,
     refused_tokens_dead_letter_at_once_and_revive_once_fixed,
 );
 
@@ -46,14 +47,16 @@ async fn crew_source(app: &TestApp, amp: &AmpStandIn, token: &str) {
 }
 
 /// AMP asks for review of `execution`'s research task; returns the checkpoint id.
-async fn ask(app: &TestApp, execution: &str, output: &str) -> String {
-    let response = post_amp(
-        app,
-        "/amp/prod/human-input",
-        &bearer(INBOUND),
-        &human_input(execution, output),
-    )
-    .await;
+async fn ask(app: &TestApp, amp: &AmpStandIn, execution: &str, output: &str) -> String {
+    let response = amp
+        .ask_for_input(
+            &app.url("/amp/prod/human-input"),
+            &bearer(INBOUND),
+            execution,
+            "research_task",
+            output,
+        )
+        .await;
     assert_eq!(response.status(), 200);
     let receipt: Value = response.json().await.expect("json");
     receipt["checkpoint_id"]
@@ -109,7 +112,7 @@ async fn a_slack_click_resumes_the_crew_after_two_failed_attempts(db: TestDb) {
     );
 
     // AMP's human-input webhook → a checkpoint → a Slack message.
-    let id = ask(&app, "exec-1", "Three findings about AI agents").await;
+    let id = ask(&app, &amp, "exec-1", "Three findings about AI agents").await;
     let posted = slack.wait_for("/api/chat.postMessage", 1, 10).await;
     assert!(posted[0].json()["blocks"].to_string().contains(&id));
 
@@ -151,7 +154,7 @@ async fn crew_decisions_map_to_resume_and_stop_and_finished_runs_are_resolved_el
     crew_source(&app, &amp, DEPLOYMENT_TOKEN).await;
 
     // Revise: is_approve false with the feedback (no kickoff recorded: no webhook URLs).
-    let revise = ask(&app, "exec-r", "draft").await;
+    let revise = ask(&app, &amp, "exec-r", "draft").await;
     assert_eq!(
         app.decide(ADMIN_KEY, &revise, "revise", Some("Cite sources"))
             .await
@@ -168,7 +171,7 @@ async fn crew_decisions_map_to_resume_and_stop_and_finished_runs_are_resolved_el
         .await;
 
     // Skip: approve with a neutral note.
-    let skip = ask(&app, "exec-s", "draft").await;
+    let skip = ask(&app, &amp, "exec-s", "draft").await;
     assert_eq!(
         app.decide(ADMIN_KEY, &skip, "skip", None).await.status(),
         200
@@ -181,7 +184,7 @@ async fn crew_decisions_map_to_resume_and_stop_and_finished_runs_are_resolved_el
     );
 
     // Stop: POST /stop/{kickoff_id}, no body.
-    let stop = ask(&app, "exec-t", "draft").await;
+    let stop = ask(&app, &amp, "exec-t", "draft").await;
     assert_eq!(
         app.decide(ADMIN_KEY, &stop, "stop", None).await.status(),
         200
@@ -203,7 +206,7 @@ async fn crew_decisions_map_to_resume_and_stop_and_finished_runs_are_resolved_el
             "message": "Execution is not in pending human input state"}),
         )],
     );
-    let late = ask(&app, "exec-l", "draft").await;
+    let late = ask(&app, &amp, "exec-l", "draft").await;
     assert_eq!(
         app.decide(ADMIN_KEY, &late, "continue", None)
             .await
@@ -233,7 +236,7 @@ async fn crew_decisions_map_to_resume_and_stop_and_finished_runs_are_resolved_el
             json!({"detail": "Cannot stop execution. Current state: SUCCESS"}),
         )],
     );
-    let finished = ask(&app, "exec-f", "draft").await;
+    let finished = ask(&app, &amp, "exec-f", "draft").await;
     assert_eq!(
         app.decide(ADMIN_KEY, &finished, "stop", None)
             .await
@@ -265,7 +268,7 @@ async fn a_flow_decision_answers_its_callback_and_an_answer_in_amp_is_not_retrie
     )
     .await;
 
-    let body = new_request("req-1", &amp.url("/callbacks/req-1?token=single-use"));
+    let body = new_request("req-1", &amp.callback_url("req-1"));
     assert_eq!(
         post_amp(&app, "/amp/flows/flow-hitl", &bearer(INBOUND), &body)
             .await
@@ -291,7 +294,7 @@ async fn a_flow_decision_answers_its_callback_and_an_answer_in_amp_is_not_retrie
     app.delivery_in_state(id, "amp.feedback", "delivered").await;
 
     // Revise sends the reviewer's words.
-    let body = new_request("req-2", &amp.url("/callbacks/req-2?token=t2"));
+    let body = new_request("req-2", &amp.callback_url("req-2"));
     post_amp(&app, "/amp/flows/flow-hitl", &bearer(INBOUND), &body).await;
     app.decide(ADMIN_KEY, "amp-flow-req-2", "revise", Some("Shorter title"))
         .await;
@@ -307,7 +310,7 @@ async fn a_flow_decision_answers_its_callback_and_an_answer_in_amp_is_not_retrie
             "message": "This request was already answered via email"}),
         )],
     );
-    let body = new_request("req-3", &amp.url("/callbacks/req-3?token=t3"));
+    let body = new_request("req-3", &amp.callback_url("req-3"));
     post_amp(&app, "/amp/flows/flow-hitl", &bearer(INBOUND), &body).await;
     app.decide(ADMIN_KEY, "amp-flow-req-3", "stop", None).await;
     let d = app
@@ -335,11 +338,72 @@ async fn a_flow_decision_answers_its_callback_and_an_answer_in_amp_is_not_retrie
     assert_eq!(amp.to("/callbacks/req-3")[0].json()["feedback"], "rejected");
 }
 
+async fn a_flow_stop_answers_its_request_and_leaves_the_flows_other_requests_open(db: TestDb) {
+    let amp = AmpStandIn::start().await;
+    let app = TestApp::spawn_with(db, fast).await;
+    create_source(
+        &app,
+        &json!({"name": "flows", "auth": "bearer", "token": INBOUND}),
+    )
+    .await;
+    // Two requests of one flow run (both carry flow_id "flow_abc123").
+    for id in ["req-a", "req-b"] {
+        let body = new_request(id, &amp.callback_url(id));
+        assert_eq!(
+            post_amp(&app, "/amp/flows/flow-hitl", &bearer(INBOUND), &body)
+                .await
+                .status(),
+            200
+        );
+    }
+    // The callback token answers the request: reviewers reading the trail never see it.
+    let reviewer = app.create_key("reviewer", "reviewer").await;
+    let events: Value = app
+        .get(&reviewer, "/v1/events?checkpoint_id=amp-flow-req-a")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let shown = events.to_string();
+    assert!(shown.contains("/callbacks/req-a?[redacted]"), "{shown}");
+    assert!(!shown.contains("token="), "{shown}");
+
+    assert_eq!(
+        app.decide(ADMIN_KEY, "amp-flow-req-a", "stop", None)
+            .await
+            .status(),
+        200
+    );
+    let calls = amp.wait_for("/callbacks/req-a", 1, 10).await;
+    assert_eq!(calls[0].json()["feedback"], "rejected");
+    app.delivery_in_state("amp-flow-req-a", "amp.feedback", "delivered")
+        .await;
+    assert_eq!(amp.answer_of("req-a").as_deref(), Some("rejected"));
+    // The flow runs on: its other request is still open and answerable.
+    assert_eq!(app.checkpoint("amp-flow-req-b").await["status"], "pending");
+    let execution: Value = app
+        .get(ADMIN_KEY, "/v1/executions/flow_abc123")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_ne!(execution["status"], "stopped", "{execution}");
+    assert_eq!(
+        app.decide(ADMIN_KEY, "amp-flow-req-b", "continue", None)
+            .await
+            .status(),
+        200
+    );
+    app.delivery_in_state("amp-flow-req-b", "amp.feedback", "delivered")
+        .await;
+    assert_eq!(amp.answer_of("req-b").as_deref(), Some("approved"));
+}
+
 async fn refused_tokens_dead_letter_at_once_and_revive_once_fixed(db: TestDb) {
     let amp = AmpStandIn::start().await;
     let app = TestApp::spawn_with(db, fast).await;
     crew_source(&app, &amp, "stale-deployment-token").await;
-    let id = ask(&app, "exec-1", "draft").await;
+    let id = ask(&app, &amp, "exec-1", "draft").await;
     assert_eq!(
         app.decide(ADMIN_KEY, &id, "continue", None).await.status(),
         200
@@ -398,17 +462,20 @@ async fn refused_tokens_dead_letter_at_once_and_revive_once_fixed(db: TestDb) {
         "the same body after reviving"
     );
 
-    // 404: the execution is unknown to the deployment → dead at once, saying what to check.
-    amp.script(
-        "/resume",
-        vec![Scripted::Answer(
-            404,
-            json!({"error": "Not Found", "message": "Execution ID not found"}),
-        )],
-    );
-    let other = ask(&app, "exec-404", "draft").await;
-    app.decide(ADMIN_KEY, &other, "continue", None).await;
-    let dead = app.delivery_in_state(&other, "amp.resume", "dead").await;
+    // 404: the execution is unknown to this deployment (it asked through another one) → dead
+    // at once, saying what to check.
+    let response = post_amp(
+        &app,
+        "/amp/prod/human-input",
+        &bearer(INBOUND),
+        &human_input("exec-404", "draft"),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let receipt: Value = response.json().await.expect("json");
+    let other = receipt["checkpoint_id"].as_str().expect("checkpoint");
+    app.decide(ADMIN_KEY, other, "continue", None).await;
+    let dead = app.delivery_in_state(other, "amp.resume", "dead").await;
     assert_eq!(dead["attempts"], 1);
     assert!(
         dead["last_error"]

@@ -112,14 +112,15 @@ async fn a_kickoff_injects_hitlhooks_webhooks_and_resumes_re_send_them(db: TestD
         .status(),
         200
     );
-    let ask = json!({"execution_id": kickoff_id, "task_id": "research_task", "output": "notes"});
-    let response = post_amp(
-        &app,
-        "/amp/prod/human-input",
-        &bearer(&token),
-        ask.to_string().as_bytes(),
-    )
-    .await;
+    let response = amp
+        .ask_for_input(
+            &app.url("/amp/prod/human-input"),
+            &bearer(&token),
+            &kickoff_id,
+            "research_task",
+            "notes",
+        )
+        .await;
     assert_eq!(response.status(), 200);
     let receipt: Value = response.json().await.expect("json");
     let id = receipt["checkpoint_id"]

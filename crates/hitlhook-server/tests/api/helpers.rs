@@ -4,12 +4,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use hitlhook_domain::Timestamp;
+use hitlhook_domain::{DeliveryKind, Timestamp};
 use hitlhook_server::config::Secret;
 use hitlhook_server::security::signature::sign_headers;
 use hitlhook_server::{App, Config};
 use hitlhook_store::testing::TestDb;
-use hitlhook_store::{CheckpointQuery, ExecutionQuery, Store};
+use hitlhook_store::{CheckpointQuery, DeliveryQuery, ExecutionQuery, Store};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -251,8 +251,39 @@ impl TestApp {
             .await
             .expect("executions");
         let keys = self.store.list_api_keys().await.expect("keys");
+        // Which deliveries exist, not how far along they are: the worker moves those meanwhile.
+        // Slack's replies to a click (on its response_url, or the modal it opens) answer that
+        // click; they change nothing.
+        let deliveries: Vec<_> = self
+            .store
+            .list_deliveries(&DeliveryQuery {
+                limit: 1000,
+                ..DeliveryQuery::default()
+            })
+            .await
+            .expect("deliveries")
+            .items
+            .into_iter()
+            .filter(|d| {
+                !matches!(
+                    d.kind,
+                    DeliveryKind::SlackRespond | DeliveryKind::SlackModal
+                )
+            })
+            .map(|d| (d.id, d.kind, d.checkpoint_id, d.target, d.payload))
+            .collect();
+        let mut origins = Vec::new();
+        for cp in &checkpoints.items {
+            origins.push(self.store.get_amp_origin(&cp.id).await.expect("origin"));
+        }
+        let sources = self.store.list_amp_sources().await.expect("sources");
+        let subscriptions = self
+            .store
+            .list_subscriptions()
+            .await
+            .expect("subscriptions");
         format!(
-            "{stats:?}\n{:?}\n{:?}\n{keys:?}",
+            "{stats:?}\n{:?}\n{:?}\n{keys:?}\n{deliveries:?}\n{origins:?}\n{sources:?}\n{subscriptions:?}",
             checkpoints.items, executions.items
         )
     }
@@ -334,16 +365,21 @@ impl TestApp {
 
     /// Waits until the checkpoint's delivery of `kind` reaches `state`; returns it.
     pub async fn delivery_in_state(&self, checkpoint_id: &str, kind: &str, state: &str) -> Value {
-        eventually(
-            15,
-            &format!("{kind} delivery of {checkpoint_id} to be {state}"),
-            || async {
-                self.deliveries(checkpoint_id)
-                    .await
-                    .into_iter()
-                    .find(|d| d["kind"] == kind && d["state"] == state)
-            },
-        )
-        .await
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let all = self.deliveries(checkpoint_id).await;
+            if let Some(d) = all
+                .iter()
+                .find(|d| d["kind"] == kind && d["state"] == state)
+            {
+                return d.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {kind} delivery of {checkpoint_id} to be {state}; \
+                 deliveries: {all:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }
