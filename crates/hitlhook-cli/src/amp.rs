@@ -167,7 +167,16 @@ async fn start(
         Timestamp::now(),
     )
     .await?;
-    store.save_amp_execution(&execution).await?;
+    // The run is started: if recording it fails, the operator must still learn its id.
+    store.save_amp_execution(&execution).await.map_err(|e| {
+        anyhow::anyhow!(
+            "AMP started run {} but it could not be recorded ({e}); reconcile it with \
+             `hitlhook amp status {} --source {}` once the database is back",
+            execution.kickoff_id,
+            execution.kickoff_id,
+            source.name
+        )
+    })?;
     eprintln!("started a run on {} with hitlhook's webhooks", source.name);
     println!("{}", execution.kickoff_id);
     Ok(())

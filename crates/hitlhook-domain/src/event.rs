@@ -24,6 +24,8 @@ pub enum EventKind {
     CrewStarted,
     CrewCompleted,
     CrewFailed,
+    /// The run was stopped before it finished (AMP reports it `REVOKED`).
+    CrewStopped,
     CheckpointRequired,
     /// Written by hitlhook itself when a checkpoint is decided, expires or is cancelled.
     CheckpointDecided,
@@ -46,6 +48,7 @@ impl EventKind {
             "crew.started" | "crew_kickoff_started" => EventKind::CrewStarted,
             "crew.completed" | "crew_kickoff_completed" => EventKind::CrewCompleted,
             "crew.failed" | "crew_kickoff_failed" => EventKind::CrewFailed,
+            "crew.stopped" => EventKind::CrewStopped,
             "checkpoint.required" => EventKind::CheckpointRequired,
             "checkpoint.decided" => EventKind::CheckpointDecided,
             "checkpoint.expired" => EventKind::CheckpointExpired,
@@ -65,6 +68,7 @@ impl EventKind {
             EventKind::CrewStarted => "crew.started",
             EventKind::CrewCompleted => "crew.completed",
             EventKind::CrewFailed => "crew.failed",
+            EventKind::CrewStopped => "crew.stopped",
             EventKind::CheckpointRequired => "checkpoint.required",
             EventKind::CheckpointDecided => "checkpoint.decided",
             EventKind::CheckpointExpired => "checkpoint.expired",
@@ -394,6 +398,23 @@ struct BatchWire<'a> {
     type_name: Option<serde::de::IgnoredAny>,
 }
 
+/// CrewAI's per-emitter counter (`data.emission_sequence`), which orders events that share a
+/// timestamp.
+#[derive(Deserialize)]
+struct SequenceWire {
+    data: Option<SequenceData>,
+}
+
+#[derive(Deserialize)]
+struct SequenceData {
+    emission_sequence: Option<serde_json::Value>,
+}
+
+fn emission_sequence(raw: &RawValue) -> Option<i64> {
+    let wire: SequenceWire = serde_json::from_str(raw.get()).ok()?;
+    wire.data?.emission_sequence?.as_i64()
+}
+
 /// Most events accepted in one batch request.
 pub const MAX_BATCH_EVENTS: usize = 1000;
 
@@ -422,7 +443,8 @@ impl Incoming {
                 format!("at most {MAX_BATCH_EVENTS} events per request"),
             ));
         }
-        let mut parsed: Vec<BatchEvent> = Vec::with_capacity(events.len());
+        let mut parsed: Vec<(BatchEvent, Option<i64>)> = Vec::with_capacity(events.len());
+        let mut ids = std::collections::HashSet::with_capacity(events.len());
         for (i, raw) in events.iter().enumerate() {
             let envelope = EventEnvelope::parse(raw.get().as_bytes()).map_err(|e| match e {
                 EnvelopeError::Schema { path, message } => {
@@ -431,20 +453,32 @@ impl Incoming {
                 EnvelopeError::Syntax { message, .. } => schema(&format!("events[{i}]"), message),
                 too_deep @ EnvelopeError::TooDeep { .. } => too_deep,
             })?;
-            let duplicate = envelope.event_id.is_some()
-                && parsed
-                    .iter()
-                    .any(|p| p.envelope.event_id == envelope.event_id);
+            let duplicate = envelope
+                .event_id
+                .as_ref()
+                .is_some_and(|id| !ids.insert(id.clone()));
             if !duplicate {
-                parsed.push(BatchEvent {
-                    envelope,
-                    payload: raw.get().to_owned(),
-                });
+                let sequence = emission_sequence(raw);
+                parsed.push((
+                    BatchEvent {
+                        envelope,
+                        payload: raw.get().to_owned(),
+                    },
+                    sequence,
+                ));
             }
         }
-        // Stable sort: equal or missing timestamps keep the sender's order.
-        parsed.sort_by_key(|e| e.envelope.occurred_at.map_or(i64::MAX, Timestamp::millis));
-        Ok(Incoming::Batch(parsed))
+        // By timestamp, then CrewAI's emission sequence; the sort is stable, so equal or
+        // missing keys keep the sender's order.
+        parsed.sort_by_key(|(e, sequence)| {
+            (
+                e.envelope.occurred_at.map_or(i64::MAX, Timestamp::millis),
+                sequence.unwrap_or(i64::MAX),
+            )
+        });
+        Ok(Incoming::Batch(
+            parsed.into_iter().map(|(e, _)| e).collect(),
+        ))
     }
 }
 
@@ -548,6 +582,24 @@ mod tests {
             EventKind::Other("my_custom_event".into())
         );
         assert!(events[0].payload.contains(r#""x": 1"#));
+    }
+
+    #[test]
+    fn events_sharing_a_timestamp_follow_their_emission_sequence() {
+        let body = br#"{"events": [
+            {"id": "3", "execution_id": "k", "timestamp": "2025-02-16T10:58:45Z", "type": "task_completed", "data": {"emission_sequence": 3}},
+            {"id": "1", "execution_id": "k", "timestamp": "2025-02-16T10:58:45Z", "type": "task_started", "data": {"emission_sequence": 1}},
+            {"id": "x", "execution_id": "k", "timestamp": "2025-02-16T10:58:45Z", "type": "note", "data": {}},
+            {"id": "2", "execution_id": "k", "timestamp": "2025-02-16T10:58:45Z", "type": "agent_execution_started", "data": {"emission_sequence": 2}}
+        ]}"#;
+        let Ok(Incoming::Batch(events)) = Incoming::parse(body) else {
+            panic!("a batch")
+        };
+        let ids: Vec<_> = events
+            .iter()
+            .map(|e| e.envelope.event_id.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(ids, ["1", "2", "3", "x"]);
     }
 
     #[test]

@@ -122,6 +122,7 @@ impl Execution {
         let next = match kind {
             EventKind::CrewCompleted => Some(ExecutionStatus::Completed),
             EventKind::CrewFailed => Some(ExecutionStatus::Failed),
+            EventKind::CrewStopped => Some(ExecutionStatus::Stopped),
             EventKind::CheckpointRequired => Some(ExecutionStatus::WaitingForHuman),
             _ => None,
         };
@@ -240,6 +241,7 @@ mod tests {
                 0,
             ),
             ("failed", vec![Ev(EventKind::CrewFailed)], Failed, 0),
+            ("stopped", vec![Ev(EventKind::CrewStopped)], Stopped, 0),
             (
                 "terminal is sticky",
                 vec![

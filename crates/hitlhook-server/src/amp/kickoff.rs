@@ -189,8 +189,22 @@ pub async fn status(
     Ok((state, detail))
 }
 
-/// The event that records a finished run on hitlhook's execution (`crew.completed` or
-/// `crew.failed`); `None` while it runs. Its identity makes reconciling twice a no-op.
+/// AMP's word for a run's state, in hitlhook's: `completed`, `error`, `stopped`, or `running`
+/// for anything not finished (AMP's docs show `running`; its task states add `PENDING`,
+/// `STARTED`, `SUCCESS`, `FAILURE` and `REVOKED`).
+#[must_use]
+pub fn run_state(amp_state: &str) -> &'static str {
+    match amp_state.to_ascii_lowercase().as_str() {
+        "completed" | "success" | "succeeded" => "completed",
+        "error" | "failed" | "failure" => "error",
+        "revoked" | "stopped" | "cancelled" | "canceled" => "stopped",
+        _ => "running",
+    }
+}
+
+/// The event that records a finished run on hitlhook's execution (`crew.completed`,
+/// `crew.failed` or `crew.stopped`); `None` while it runs. Its identity makes reconciling twice
+/// a no-op.
 #[must_use]
 pub fn finished_event(
     source: &str,
@@ -199,11 +213,13 @@ pub fn finished_event(
     detail: &Value,
     now: Timestamp,
 ) -> Option<IngestItem> {
-    let kind = match state {
-        "completed" | "success" | "SUCCESS" => EventKind::CrewCompleted,
-        "error" | "failed" | "FAILURE" => EventKind::CrewFailed,
+    let kind = match run_state(state) {
+        "completed" => EventKind::CrewCompleted,
+        "error" => EventKind::CrewFailed,
+        "stopped" => EventKind::CrewStopped,
         _ => return None,
     };
+    let state = run_state(state);
     let payload =
         json!({"event_type": kind.as_str(), "kickoff_id": kickoff_id, "amp_status": detail});
     Some(IngestItem {
@@ -273,5 +289,29 @@ mod tests {
         let done =
             finished_event("prod", "k", "completed", &json!({}), Timestamp(0)).expect("event");
         assert_eq!(done.envelope.kind, EventKind::CrewCompleted);
+    }
+
+    #[test]
+    fn amp_run_states_map_to_hitlhooks() {
+        for (amp, ours) in [
+            ("running", "running"),
+            ("PENDING", "running"),
+            ("STARTED", "running"),
+            ("Pending Human Input", "running"),
+            ("completed", "completed"),
+            ("SUCCESS", "completed"),
+            ("error", "error"),
+            ("FAILURE", "error"),
+            ("REVOKED", "stopped"),
+        ] {
+            assert_eq!(run_state(amp), ours, "{amp}");
+        }
+        let stopped =
+            finished_event("prod", "k", "REVOKED", &json!({}), Timestamp(0)).expect("event");
+        assert_eq!(stopped.envelope.kind, EventKind::CrewStopped);
+        // AMP's two spellings of one end are one event.
+        let a = finished_event("prod", "k", "SUCCESS", &json!({}), Timestamp(0)).expect("a");
+        let b = finished_event("prod", "k", "completed", &json!({}), Timestamp(0)).expect("b");
+        assert_eq!(a.identity, b.identity);
     }
 }

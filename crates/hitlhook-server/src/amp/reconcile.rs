@@ -1,6 +1,6 @@
 //! Reconciling AMP runs with what AMP reports on `GET /status/{kickoff_id}`: the answer is
-//! stored with the run, and a finished run is recorded on hitlhook's execution (`crew.completed`
-//! or `crew.failed`, once). Used by the API, the CLI and a background loop that checks the runs
+//! stored with the run, and a finished run is recorded on hitlhook's execution (`crew.completed`,
+//! `crew.failed` or `crew.stopped`, once). Used by the API, the CLI and a background loop that checks the runs
 //! started here which still look running (so a lost crew webhook still ends the run).
 
 use std::sync::Arc;
@@ -24,7 +24,7 @@ const ROUND: u32 = 50;
 pub struct Reconciled {
     pub kickoff_id: String,
     pub source: String,
-    /// running, completed or error, as AMP says.
+    /// AMP's own word for the run's state (`running`, `completed`, `error`, `REVOKED`, ...).
     pub remote_status: String,
     pub remote: Value,
     /// A finished run was newly recorded on the execution.
@@ -52,8 +52,11 @@ pub async fn reconcile(
     now: Timestamp,
 ) -> Result<Reconciled, ReconcileError> {
     let known = store.get_amp_execution(kickoff_id).await?;
-    let name = source
-        .or_else(|| known.as_ref().map(|ex| ex.source.clone()))
+    // A run started here keeps the source it was started through.
+    let name = known
+        .as_ref()
+        .map(|ex| ex.source.clone())
+        .or(source)
         .ok_or_else(|| ReconcileError::UnknownRun(kickoff_id.to_owned()))?;
     let amp_source = store
         .get_amp_source(&name)
@@ -68,7 +71,9 @@ pub async fn reconcile(
                 .as_ref()
                 .map(|ex| ex.hooks.clone())
                 .unwrap_or_default(),
-            remote_status: Some(remote_status.clone()),
+            // Normalised, so the background loop finds every unfinished run under `running`
+            // (AMP's own word stays in the detail).
+            remote_status: Some(kickoff::run_state(&remote_status).to_owned()),
             remote_detail: Some(remote.to_string()),
             created_at: known.as_ref().map_or(now, |ex| ex.created_at),
             updated_at: now,

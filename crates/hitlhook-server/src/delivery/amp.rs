@@ -150,6 +150,9 @@ pub fn classify(kind: DeliveryKind, answer: &Answer, now: Timestamp) -> SendOutc
         (_, 401 | 403) => dead(format!(
             "HTTP {status}: AMP refused the deployment token ({said}); set the source's deployment_token to the deployment's current Bearer token, then revive this delivery"
         )),
+        (DeliveryKind::AmpFeedback, 404) => dead(format!(
+            "HTTP 404: AMP does not know this feedback request ({said}); it was removed, or its callback_url is wrong"
+        )),
         (_, 404) => dead(format!(
             "HTTP 404: AMP does not know this execution or endpoint ({said}); check the source's deployment_url and the execution id"
         )),

@@ -13,8 +13,8 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::post;
 use hitlhook_domain::amp::inbound::{self, AmpEvent, FlowEvent, Key, LegacyHook};
-use hitlhook_domain::{EventIdentity, Incoming, Timestamp};
-use hitlhook_store::IngestItem;
+use hitlhook_domain::{CheckpointStatus, EventIdentity, Incoming, Timestamp};
+use hitlhook_store::{CheckpointQuery, IngestItem};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -130,12 +130,15 @@ async fn handle(state: &AppState, request: Request<'_>, body: Body) -> ApiResult
     )?;
     let label = format!("amp:{}:{how}", source.name);
     require_json(request.headers)?;
-    let item = |event: AmpEvent, stored: Option<String>| -> ApiResult<IngestItem> {
+    let item = |event: AmpEvent, stored: Option<String>, round: usize| -> ApiResult<IngestItem> {
         let identity = match event.key {
             Key::Id(id) => EventIdentity::from_event_id(&format!("amp:{}:{id}", source.name)),
             Key::Body => {
                 let mut digest = Sha256::new();
                 digest.update(format!("amp:{}:{}:", source.name, request.endpoint));
+                if round > 0 {
+                    digest.update(format!("round {round}:"));
+                }
                 digest.update(&bytes);
                 EventIdentity::from_body_hash(&hex::encode(digest.finalize()))
             }
@@ -168,13 +171,21 @@ async fn handle(state: &AppState, request: Request<'_>, body: Body) -> ApiResult
                 )),
             };
         }
-        Endpoint::HumanInput => (
-            inbound::human_input(&source.name, &bytes).map_err(envelope_error)?,
-            None,
-        ),
+        Endpoint::HumanInput => {
+            let event = inbound::human_input(&source.name, &bytes).map_err(envelope_error)?;
+            // A task asks again after each revision, possibly with the very same body (a
+            // deterministic model): the closed rounds before it keep it from being a duplicate.
+            let round = closed_rounds(state, &event).await?;
+            return commit(state, vec![item(event, None, round)?], true).await;
+        }
         Endpoint::Legacy(hook) => (inbound::legacy(hook, &bytes).map_err(envelope_error)?, None),
         Endpoint::FlowHitl => {
-            let request = inbound::flow_request(&source.name, &bytes).map_err(envelope_error)?;
+            let mut request =
+                inbound::flow_request(&source.name, &bytes).map_err(envelope_error)?;
+            // A source that maps skip to an outcome can skip requests without a default one.
+            if source.emit_map.on_skip.is_some() {
+                request.spec.allowed_actions = None;
+            }
             // The decision goes there later: an unusable URL is refused now, not dead-lettered.
             if let Some(url) = request
                 .spec
@@ -203,5 +214,26 @@ async fn handle(state: &AppState, request: Request<'_>, body: Body) -> ApiResult
             (event, stored)
         }
     };
-    commit(state, vec![item(event, stored)?], true).await
+    commit(state, vec![item(event, stored, 0)?], true).await
+}
+
+/// How many of the execution's checkpoints for this task are closed already.
+async fn closed_rounds(state: &AppState, event: &AmpEvent) -> ApiResult<usize> {
+    let (Some(kickoff), Some(spec)) = (&event.envelope.kickoff_id, &event.envelope.checkpoint)
+    else {
+        return Ok(0);
+    };
+    let page = state
+        .store
+        .list_checkpoints(&CheckpointQuery {
+            kickoff_id: Some(kickoff.clone()),
+            limit: 1000,
+            ..CheckpointQuery::default()
+        })
+        .await?;
+    Ok(page
+        .items
+        .iter()
+        .filter(|cp| cp.name == spec.name && cp.status != CheckpointStatus::Pending)
+        .count())
 }

@@ -102,7 +102,18 @@ async fn start_run(
     )
     .await
     .map_err(upstream)?;
-    state.store.save_amp_execution(&execution).await?;
+    // The run is started: if recording it fails, the caller must still learn its id.
+    if let Err(e) = state.store.save_amp_execution(&execution).await {
+        tracing::error!(source = %name, kickoff_id = %execution.kickoff_id, error = %e, "AMP run started but not recorded");
+        return Err(ApiError::Unavailable {
+            detail: format!(
+                "AMP started run {} but hitlhook could not record it (the database failed; see \
+                 the server log): its resumes will not re-send the webhook URLs. Reconcile it \
+                 with POST /v1/executions/{}/reconcile?source={name} once the database is back",
+                execution.kickoff_id, execution.kickoff_id
+            ),
+        });
+    }
     tracing::info!(source = %name, kickoff_id = %execution.kickoff_id, by = %caller.name, "AMP run started");
     Ok((
         StatusCode::CREATED,

@@ -12,6 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hitlhook_domain::amp::AuthMode;
 use hitlhook_store::AmpSource;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
@@ -19,27 +20,28 @@ use crate::error::ApiError;
 use crate::security::api_key::hash;
 use crate::security::signature::SigningKeys;
 
-/// Signatures seen within the tolerance window: a captured request cannot be replayed.
+/// Signed messages (timestamp and body) seen within the tolerance window: a captured request
+/// cannot be replayed, however its signature header is spelled.
 #[derive(Debug, Default)]
 pub struct ReplayGuard {
-    /// Signature → Unix second after which it can no longer verify anyway.
+    /// Message key → Unix second after which its signature can no longer verify anyway.
     seen: Mutex<HashMap<String, i64>>,
 }
 
 impl ReplayGuard {
-    /// Records `signature`; `false` when it was seen before and is still within its window.
-    pub fn first_use(&self, signature: &str, now: i64, tolerance: i64) -> bool {
+    /// Records `key`; `false` when it was seen before and is still within its window.
+    pub fn first_use(&self, key: &str, now: i64, tolerance: i64) -> bool {
         let mut seen = match self.seen.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
         seen.retain(|_, until| *until >= now);
-        if seen.contains_key(signature) {
+        if seen.contains_key(key) {
             return false;
         }
         // A timestamp up to `tolerance` in the future stays valid for twice the tolerance.
         seen.insert(
-            signature.to_owned(),
+            key.to_owned(),
             now.saturating_add(tolerance.saturating_mul(2)),
         );
         true
@@ -186,18 +188,33 @@ fn verify_signature(
             source.name
         ))
     })?;
-    keys.verify(headers, presented.body, now, tolerance)
-        .map_err(|e| refuse(e.code(), e.to_string()))?;
-    let signature = headers
-        .get(sig_header)
+    // Only the header pair AMP uses counts: other schemes' headers in the same request are
+    // ignored, so they cannot carry the request past the replay check below.
+    keys.verify_crewai(
+        headers,
+        presented.body,
+        sig_header,
+        ts_header,
+        now,
+        tolerance,
+    )
+    .map_err(|e| refuse(e.code(), e.to_string()))?;
+    // The signed message, not the header's text, is what may be used once: `sha256=` or not,
+    // upper or lower case hex, the same message is the same replay.
+    let timestamp = headers
+        .get(ts_header)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if !replay.first_use(&format!("{}:{signature}", source.name), now, tolerance) {
+        .trim();
+    let message = hex::encode(Sha256::digest(presented.body));
+    if !replay.first_use(
+        &format!("{}:{timestamp}:{message}", source.name),
+        now,
+        tolerance,
+    ) {
         return Err(refuse(
             "replayed_signature",
-            "this signature was already used; AMP signs every delivery afresh",
+            "this signed request was already accepted; AMP signs every delivery afresh",
         ));
     }
     Ok("hmac")

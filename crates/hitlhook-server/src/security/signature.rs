@@ -201,7 +201,9 @@ impl SigningKeys {
         Err(SignatureError::Mismatch)
     }
 
-    fn verify_crewai(
+    /// Verifies the CrewAI-style signature in `sig_header` (`sha256=<hex>` over
+    /// `"{timestamp}.{body}"`, or over the body alone when `ts_header` is absent).
+    pub fn verify_crewai(
         &self,
         headers: &HeaderMap,
         body: &[u8],

@@ -309,6 +309,33 @@ async fn a_human_input_request_makes_one_checkpoint_per_round(db: TestDb) {
         .await
         .expect("json");
     assert_eq!(execution["execution"]["status"], "waiting_for_human");
+
+    // A deterministic model may produce the very same output after a revision: once the
+    // round it answered is closed, the same body asks anew (a redelivery would be ignored and
+    // the crew would wait forever).
+    let cp2_id = second["checkpoint_id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        app.decide(ADMIN_KEY, &cp2_id, "revise", Some("again"))
+            .await
+            .status(),
+        200
+    );
+    let third = post_amp(
+        &app,
+        "/amp/prod/human-input",
+        &auth,
+        rerun.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(third.status(), 200);
+    assert!(third.headers().get("idempotent-replayed").is_none());
+    let third: Value = third.json().await.expect("json");
+    assert_ne!(third["checkpoint_id"], cp2_id.as_str());
+    assert_eq!(
+        app.checkpoint(third["checkpoint_id"].as_str().expect("id"))
+            .await["status"],
+        "pending"
+    );
 }
 
 async fn each_auth_mode_accepts_its_credentials_and_refuses_the_rest(db: TestDb) {
@@ -592,6 +619,41 @@ async fn each_auth_mode_accepts_its_credentials_and_refuses_the_rest(db: TestDb)
     )
     .await;
     assert_problem(replay, 401, "replayed_signature").await;
+    // Respelling the signature (no `sha256=`, upper-case hex) or adding another scheme's
+    // headers does not make it a new request.
+    let original = signed(&body, now, false);
+    let tag = original[0].1.trim_start_matches("sha256=").to_owned();
+    let respelt: Vec<Vec<(&str, String)>> = vec![
+        vec![("x-signature", tag.clone()), original[1].clone()],
+        vec![
+            (
+                "x-signature",
+                format!("sha256={}", tag.to_ascii_uppercase()),
+            ),
+            original[1].clone(),
+        ],
+        vec![
+            original[0].clone(),
+            original[1].clone(),
+            ("webhook-id", "msg_1".into()),
+            ("webhook-timestamp", now.to_string()),
+            ("webhook-signature", "v1,AAAA".into()),
+        ],
+    ];
+    for headers in respelt {
+        let again = post_amp(&app, "/amp/sig/flow-hitl", &headers, &body).await;
+        assert_problem(again, 401, "replayed_signature").await;
+    }
+    // Another scheme's valid-looking headers never stand in for AMP's signature.
+    let mut foreign = signed(&body, now + 2, false);
+    foreign[0].1 = "sha256=00".into();
+    foreign.push(("webhook-id", "msg_2".into()));
+    assert_problem(
+        post_amp(&app, "/amp/sig/flow-hitl", &foreign, &body).await,
+        401,
+        "invalid_signature",
+    )
+    .await;
     // The X-CrewAI-* aliases with a fresh signature are the same request: a duplicate.
     let alias = post_amp(
         &app,

@@ -128,6 +128,15 @@ impl AmpStandIn {
             .expect("human-input webhook")
     }
 
+    /// Makes `execution` a run of this deployment (one started elsewhere, not through
+    /// `/kickoff`).
+    pub fn knows(&self, execution: &str) {
+        self.runs()
+            .executions
+            .entry(execution.to_owned())
+            .or_default();
+    }
+
     /// A new flow HITL request's callback URL, with a fresh single-use token.
     pub fn callback_url(&self, request: &str) -> String {
         let token = uuid::Uuid::new_v4().simple().to_string();
@@ -370,6 +379,19 @@ async fn answer(
             reply(200, &json!({"status": "stopped", "kickoffId": id}))
         }
         ("GET", p) if p.starts_with("/status/") => {
+            let id = p.trim_start_matches("/status/");
+            if !shared
+                .runs
+                .lock()
+                .expect("lock")
+                .executions
+                .contains_key(id)
+            {
+                return reply(
+                    404,
+                    &json!({"error": "Not Found", "message": "Execution ID not found"}),
+                );
+            }
             let status = shared.status.lock().expect("lock").clone();
             reply(200, &status)
         }

@@ -25,6 +25,8 @@ on_both_backends!(
     crew_decisions_map_to_resume_and_stop_and_finished_runs_are_resolved_elsewhere,
     a_flow_decision_answers_its_callback_and_an_answer_in_amp_is_not_retried,
     a_flow_stop_answers_its_request_and_leaves_the_flows_other_requests_open,
+    a_sources_emit_map_decides_what_a_flow_hears_and_lets_it_skip,
+    flow_callbacks_retry_failures_and_dead_letter_refused_tokens,
     refused_tokens_dead_letter_at_once_and_revive_once_fixed,
 );
 
@@ -397,6 +399,122 @@ async fn a_flow_stop_answers_its_request_and_leaves_the_flows_other_requests_ope
     app.delivery_in_state("amp-flow-req-b", "amp.feedback", "delivered")
         .await;
     assert_eq!(amp.answer_of("req-b").as_deref(), Some("approved"));
+}
+
+async fn a_sources_emit_map_decides_what_a_flow_hears_and_lets_it_skip(db: TestDb) {
+    let amp = AmpStandIn::start().await;
+    let app = TestApp::spawn_with(db, fast).await;
+    create_source(
+        &app,
+        &json!({"name": "mapped", "auth": "bearer", "token": INBOUND,
+            "emit_map": {"continue": "request_changes", "skip": "approved"}}),
+    )
+    .await;
+    for id in ["m-1", "m-2"] {
+        let body = new_request(id, &amp.callback_url(id));
+        let response = post_amp(&app, "/amp/mapped/flow-hitl", &bearer(INBOUND), &body).await;
+        assert_eq!(response.status(), 200);
+    }
+    // No default_outcome in the request, but the source says what skip sends.
+    let cp = app.checkpoint("amp-flow-m-1").await;
+    assert!(
+        cp["allowed_actions"]
+            .as_array()
+            .expect("actions")
+            .contains(&json!("skip")),
+        "{cp}"
+    );
+    assert_eq!(
+        app.decide(ADMIN_KEY, "amp-flow-m-1", "skip", None)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.decide(ADMIN_KEY, "amp-flow-m-2", "continue", None)
+            .await
+            .status(),
+        200
+    );
+    for (id, want) in [("m-1", "approved"), ("m-2", "request_changes")] {
+        app.delivery_in_state(&format!("amp-flow-{id}"), "amp.feedback", "delivered")
+            .await;
+        assert_eq!(amp.answer_of(id).as_deref(), Some(want), "{id}");
+    }
+}
+
+async fn flow_callbacks_retry_failures_and_dead_letter_refused_tokens(db: TestDb) {
+    let amp = AmpStandIn::start().await;
+    let app = TestApp::spawn_with(db, fast).await;
+    create_source(
+        &app,
+        &json!({"name": "flows", "auth": "bearer", "token": INBOUND}),
+    )
+    .await;
+    let ask = |id: &str, url: String| {
+        let body = new_request(id, &url);
+        let app = &app;
+        async move {
+            let response = post_amp(app, "/amp/flows/flow-hitl", &bearer(INBOUND), &body).await;
+            assert_eq!(response.status(), 200);
+        }
+    };
+    // A 503, then a reply slower than the client waits: both retried, then delivered.
+    amp.script(
+        "/callbacks/f-retry",
+        vec![
+            Scripted::Answer(503, json!({"error": "unavailable", "message": "try later"})),
+            Scripted::Slow(Duration::from_millis(1500)),
+        ],
+    );
+    ask("f-retry", amp.callback_url("f-retry")).await;
+    // A token AMP does not accept (the request was re-issued): dead at once.
+    let wrong = amp.callback_url("f-token").replace("token=", "token=stale");
+    ask("f-token", wrong).await;
+    // A request AMP does not know: dead at once.
+    ask("f-gone", amp.url("/callbacks/f-gone?token=t")).await;
+    for id in ["f-retry", "f-token", "f-gone"] {
+        let cp = format!("amp-flow-{id}");
+        assert_eq!(
+            app.decide(ADMIN_KEY, &cp, "continue", None).await.status(),
+            200
+        );
+    }
+    let d = app
+        .delivery_in_state("amp-flow-f-retry", "amp.feedback", "delivered")
+        .await;
+    assert_eq!(d["attempts"], 3, "{d}");
+    assert_eq!(amp.answer_of("f-retry").as_deref(), Some("approved"));
+    let d = app
+        .delivery_in_state("amp-flow-f-token", "amp.feedback", "dead")
+        .await;
+    assert_eq!(
+        (d["attempts"].as_i64(), d["last_status"].as_i64()),
+        (Some(1), Some(401))
+    );
+    assert!(
+        d["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("callback token"),
+        "{d}"
+    );
+    assert!(
+        !d.to_string().contains("token=stale"),
+        "never the token: {d}"
+    );
+    let d = app
+        .delivery_in_state("amp-flow-f-gone", "amp.feedback", "dead")
+        .await;
+    assert_eq!(d["last_status"], 404);
+    assert!(
+        d["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("feedback request"),
+        "{d}"
+    );
+    assert_eq!(amp.answer_of("f-token"), None);
 }
 
 async fn refused_tokens_dead_letter_at_once_and_revive_once_fixed(db: TestDb) {

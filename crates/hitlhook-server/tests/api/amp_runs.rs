@@ -254,6 +254,7 @@ async fn reconcile_records_what_amp_reports(db: TestDb) {
     assert_eq!(app.snapshot().await, before);
 
     // A run started elsewhere, named by its source: an error ends it as failed.
+    amp.knows("run-elsewhere");
     amp.set_status(
         json!({"status": "error", "error": "LLM quota exceeded", "execution_time": 23.1}),
     );
@@ -263,6 +264,16 @@ async fn reconcile_records_what_amp_reports(db: TestDb) {
         .await
         .expect("json");
     assert_eq!(failed["execution"]["status"], "failed");
+    // Stopped in AMP (REVOKED): the execution is stopped, and AMP's word is what is reported.
+    amp.knows("run-revoked");
+    amp.set_status(json!({"status": "REVOKED"}));
+    let revoked: Value = reconcile(&app, "/v1/executions/run-revoked/reconcile?source=prod")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(revoked["remote_status"], "REVOKED");
+    assert_eq!(revoked["execution"]["status"], "stopped");
 
     let before = app.snapshot().await;
     assert_problem(
