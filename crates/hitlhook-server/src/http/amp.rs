@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::post;
+use hitlhook_domain::amp::AuthMode;
 use hitlhook_domain::amp::inbound::{self, AmpEvent, FlowEvent, Key, LegacyHook};
 use hitlhook_domain::{CheckpointStatus, EventIdentity, Incoming, Timestamp};
 use hitlhook_store::{CheckpointQuery, IngestItem};
@@ -123,6 +124,7 @@ async fn handle(state: &AppState, request: Request<'_>, body: Body) -> ApiResult
             headers: request.headers,
             url_token: request.url_token,
             body: &bytes,
+            signature_only: matches!(endpoint, Endpoint::FlowHitl) && source.auth == AuthMode::Hmac,
         },
         now.unix_seconds(),
         tolerance,

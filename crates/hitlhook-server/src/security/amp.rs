@@ -1,8 +1,8 @@
 //! Authenticating CrewAI AMP's inbound requests for one source: the source's own mode (bearer
 //! token, HTTP Basic, or an HMAC-SHA256 signature over `"{timestamp}.{body}"` with a timestamp
-//! inside the tolerance, each signature accepted once), or the source's URL token (in the path,
-//! in `?token=`, or as a bearer token). Every comparison is constant-time; error texts never
-//! carry secret material.
+//! inside the tolerance, each signed message accepted once), or the source's URL token (in the
+//! path, in `?token=`, or as a bearer token) except where a signature is required. Every
+//! comparison is constant-time; error texts never carry secret material.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -62,6 +62,9 @@ pub struct Presented<'a> {
     /// The URL token from the path or `?token=`.
     pub url_token: Option<&'a str>,
     pub body: &'a [u8],
+    /// Only a valid signature will do (an `hmac` source's flow HITL endpoint, which AMP always
+    /// signs): the URL token would let a request skip the signature and its replay check.
+    pub signature_only: bool,
 }
 
 /// Checks the request against `source`; returns how it authenticated, for the audit trail.
@@ -72,6 +75,9 @@ pub fn authenticate(
     tolerance: i64,
     replay: &ReplayGuard,
 ) -> Result<&'static str, ApiError> {
+    if presented.signature_only {
+        return verify_signature(source, presented, now, tolerance, replay);
+    }
     if let Some(token) = presented.url_token {
         return if same(token, &source.url_token) {
             Ok("url-token")
@@ -170,6 +176,16 @@ fn verify_signature(
         ));
     };
     let headers = presented.headers;
+    if !headers.contains_key("x-signature") && !headers.contains_key("x-crewai-signature") {
+        return Err(refuse(
+            "missing_credentials",
+            format!(
+                "source {:?} takes only signed flow HITL webhooks here: X-Signature: sha256=<hex> \
+                 with X-Timestamp (the URL token is not accepted on this endpoint)",
+                source.name
+            ),
+        ));
+    }
     // AMP always sends its timestamp; without one a signature could be replayed forever.
     let (sig_header, ts_header) = if headers.contains_key("x-signature") {
         ("x-signature", "x-timestamp")

@@ -367,6 +367,7 @@ async fn each_auth_mode_accepts_its_credentials_and_refuses_the_rest(db: TestDb)
     let before = app.snapshot().await;
     let huge = vec![b' '; 70 * 1024];
     let stale = now - 400;
+    let signed_flow_with_url_token = format!("/amp/sig/flow-hitl?token={url_token}");
     let refusals: Vec<(&str, &str, Vec<(&str, String)>, Vec<u8>, u16, &str)> = vec![
         (
             "no credentials",
@@ -466,6 +467,22 @@ async fn each_auth_mode_accepts_its_credentials_and_refuses_the_rest(db: TestDb)
             body.clone(),
             401,
             "invalid_signature",
+        ),
+        (
+            "url token on a signed flow endpoint",
+            &signed_flow_with_url_token,
+            vec![],
+            body.clone(),
+            401,
+            "missing_credentials",
+        ),
+        (
+            "url token as bearer on a signed flow endpoint",
+            "/amp/sig/flow-hitl",
+            bearer(&url_token),
+            body.clone(),
+            401,
+            "missing_credentials",
         ),
         (
             "wrong url token",
@@ -676,16 +693,13 @@ async fn flow_requests_in_both_shapes_and_escalations_make_one_checkpoint(db: Te
         cfg.delivery.outbound_allow = vec!["127.0.0.1".into()];
     })
     .await;
-    let created = create_source(
+    // The payload shapes are the point here; signatures are tested above.
+    create_source(
         &app,
-        &json!({"name": "flows", "auth": "hmac", "signing_secret": HMAC_SECRET}),
+        &json!({"name": "flows", "auth": "bearer", "token": "flows-inbound-token-1"}),
     )
     .await;
-    let token = created["credentials"]["url_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
-    let auth = bearer(&token);
+    let auth = bearer("flows-inbound-token-1");
     let body = new_request(
         "550e8400-e29b-41d4-a716-446655440000",
         "https://api.crewai.com/cb?token=t",
