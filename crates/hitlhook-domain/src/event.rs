@@ -558,6 +558,17 @@ mod tests {
         }
     }
 
+    /// The ids of a batch's events, in the order they are stored.
+    fn batch_ids(body: &[u8]) -> Vec<String> {
+        let Ok(Incoming::Batch(events)) = Incoming::parse(body) else {
+            panic!("a batch")
+        };
+        events
+            .iter()
+            .map(|e| e.envelope.event_id.clone().unwrap_or_default())
+            .collect()
+    }
+
     #[test]
     fn amp_batches_are_deduplicated_and_ordered() {
         let body = br#"{"events": [
@@ -566,14 +577,10 @@ mod tests {
             {"id": "b", "execution_id": "k", "timestamp": "2025-02-16T10:58:46", "type": "task_completed", "data": {}},
             {"id": "c", "execution_id": "k", "timestamp": "2025-02-16T10:58:46", "type": "my_custom_event", "data": {}}
         ]}"#;
+        assert_eq!(batch_ids(body), ["a", "b", "c"]);
         let Ok(Incoming::Batch(events)) = Incoming::parse(body) else {
             panic!("a batch")
         };
-        let ids: Vec<_> = events
-            .iter()
-            .map(|e| e.envelope.event_id.clone().unwrap_or_default())
-            .collect();
-        assert_eq!(ids, ["a", "b", "c"]);
         assert_eq!(events[0].envelope.kind, EventKind::CrewStarted);
         assert_eq!(events[0].envelope.event_type, "crew_kickoff_started");
         assert_eq!(events[0].envelope.kickoff_id.as_deref(), Some("k"));
@@ -592,14 +599,7 @@ mod tests {
             {"id": "x", "execution_id": "k", "timestamp": "2025-02-16T10:58:45Z", "type": "note", "data": {}},
             {"id": "2", "execution_id": "k", "timestamp": "2025-02-16T10:58:45Z", "type": "agent_execution_started", "data": {"emission_sequence": 2}}
         ]}"#;
-        let Ok(Incoming::Batch(events)) = Incoming::parse(body) else {
-            panic!("a batch")
-        };
-        let ids: Vec<_> = events
-            .iter()
-            .map(|e| e.envelope.event_id.clone().unwrap_or_default())
-            .collect();
-        assert_eq!(ids, ["1", "2", "3", "x"]);
+        assert_eq!(batch_ids(body), ["1", "2", "3", "x"]);
     }
 
     #[test]
