@@ -386,7 +386,11 @@ pub struct BatchEvent {
 #[derive(Debug, Clone)]
 pub enum Incoming {
     Single(Box<EventEnvelope>),
-    Batch(Vec<BatchEvent>),
+    /// The batch's events, without the `repeated` ones whose `id` came earlier in it.
+    Batch {
+        events: Vec<BatchEvent>,
+        repeated: usize,
+    },
 }
 
 #[derive(Deserialize)]
@@ -476,9 +480,10 @@ impl Incoming {
                 sequence.unwrap_or(i64::MAX),
             )
         });
-        Ok(Incoming::Batch(
-            parsed.into_iter().map(|(e, _)| e).collect(),
-        ))
+        Ok(Incoming::Batch {
+            repeated: events.len() - parsed.len(),
+            events: parsed.into_iter().map(|(e, _)| e).collect(),
+        })
     }
 }
 
@@ -560,7 +565,7 @@ mod tests {
 
     /// The ids of a batch's events, in the order they are stored.
     fn batch_ids(body: &[u8]) -> Vec<String> {
-        let Ok(Incoming::Batch(events)) = Incoming::parse(body) else {
+        let Ok(Incoming::Batch { events, .. }) = Incoming::parse(body) else {
             panic!("a batch")
         };
         events
@@ -578,7 +583,7 @@ mod tests {
             {"id": "c", "execution_id": "k", "timestamp": "2025-02-16T10:58:46", "type": "my_custom_event", "data": {}}
         ]}"#;
         assert_eq!(batch_ids(body), ["a", "b", "c"]);
-        let Ok(Incoming::Batch(events)) = Incoming::parse(body) else {
+        let Ok(Incoming::Batch { events, .. }) = Incoming::parse(body) else {
             panic!("a batch")
         };
         assert_eq!(events[0].envelope.kind, EventKind::CrewStarted);

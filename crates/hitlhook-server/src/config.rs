@@ -98,8 +98,9 @@ pub struct Config {
     #[arg(long, env = "HITLHOOK_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
-    /// Seconds a client has to send a request's headers; an idle keep-alive connection is
-    /// closed after as long. Protects against clients that open connections and trickle bytes.
+    /// Seconds a client has to send a request's headers, and again its body (a late body is
+    /// answered 408); an idle keep-alive connection is closed after as long. Protects against
+    /// clients that open connections and trickle bytes.
     #[arg(long, env = "HITLHOOK_HEADER_READ_TIMEOUT_SECS", default_value_t = 30)]
     pub header_read_timeout_secs: u64,
 

@@ -34,6 +34,8 @@ pub enum ApiError {
     #[error("request body larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{detail}")]
+    RequestTimeout { detail: String },
+    #[error("{detail}")]
     UnsupportedMediaType { detail: String },
     #[error("{detail}")]
     Unprocessable {
@@ -100,6 +102,11 @@ impl ApiError {
                 "Method not allowed",
             ),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code, "Conflict"),
+            ApiError::RequestTimeout { .. } => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "Request timeout",
+            ),
             ApiError::PayloadTooLarge { .. } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

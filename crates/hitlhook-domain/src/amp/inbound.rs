@@ -73,27 +73,43 @@ pub struct FlowRequest {
 /// Marks where a secret was removed from a stored body.
 pub const REDACTED: &str = "[redacted]";
 
-/// The body without its answering secrets: the query (the token) of `callback_url`, and
-/// `response_token` at the top level or in `request`.
-fn redacted(mut map: Map<String, Value>) -> String {
-    fn scrub(map: &mut Map<String, Value>) {
-        if let Some(Value::String(url)) = map.get_mut("callback_url")
-            && let Some(q) = url.find('?')
-        {
-            url.truncate(q + 1);
-            url.push_str(REDACTED);
-        }
-        if let Some(token) = map.get_mut("response_token")
-            && !token.is_null()
-        {
-            *token = Value::String(REDACTED.into());
+/// The body without its answering secrets: every `callback_url` keeps only its scheme and host
+/// (the token may be in the query, the path or the fragment), and every `response_token` is
+/// replaced, wherever they are in the body.
+fn redacted(map: Map<String, Value>) -> String {
+    fn scrub(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                for (key, v) in map.iter_mut() {
+                    match (key.as_str(), &*v) {
+                        ("callback_url", Value::String(url)) => {
+                            *v = Value::String(origin_only(url));
+                        }
+                        ("response_token", t) if !t.is_null() => {
+                            *v = Value::String(REDACTED.into());
+                        }
+                        _ => scrub(v),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(scrub),
+            _ => {}
         }
     }
-    scrub(&mut map);
-    if let Some(Value::Object(request)) = map.get_mut("request") {
-        scrub(request);
-    }
-    Value::Object(map).to_string()
+    let mut value = Value::Object(map);
+    scrub(&mut value);
+    value.to_string()
+}
+
+/// `https://host[:port]/[redacted]` for a URL, `[redacted]` for anything else.
+fn origin_only(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return REDACTED.to_owned();
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // Userinfo before '@' could be a secret too.
+    let host = host.rsplit('@').next().unwrap_or_default();
+    format!("{scheme}://{host}/{REDACTED}")
 }
 
 /// Event type stored for an escalation of a request that already has its checkpoint.
@@ -278,7 +294,28 @@ pub fn flow_request(source: &str, body: &[u8]) -> Result<FlowRequest, EnvelopeEr
             ));
         }
     };
+    // An empty option would be sent as empty feedback, which AMP refuses.
+    if emit_options.iter().any(|o| o.trim().is_empty()) {
+        return Err(schema(
+            &format!("{path}{emit_key}"),
+            "options must not be empty",
+        ));
+    }
     let default_outcome = text(request, path, "default_outcome")?;
+    if let Some(default) = &default_outcome {
+        if default.trim().is_empty() {
+            return Err(schema(
+                &format!("{path}default_outcome"),
+                "must not be empty",
+            ));
+        }
+        if !emit_options.is_empty() && !emit_options.contains(default) {
+            return Err(schema(
+                &format!("{path}default_outcome"),
+                format!("{default:?} is not one of the emit options {emit_options:?}"),
+            ));
+        }
+    }
     let assignee = if nested {
         text(&map, "", "assigned_to_email")?
     } else {
@@ -492,15 +529,13 @@ mod tests {
     fn stored_flow_bodies_lose_their_answering_secrets() {
         let nested = flow_request("s", NESTED).expect("nested");
         let stored: Value = serde_json::from_str(&nested.stored_body).expect("json");
-        assert_eq!(
-            stored["callback_url"],
-            "https://api.crewai.com/cb?[redacted]"
-        );
+        assert_eq!(stored["callback_url"], "https://api.crewai.com/[redacted]");
         assert_eq!(stored["request"]["id"], "550e8400");
         assert!(!nested.stored_body.contains("token=t"));
         let flat = flow_request(
             "s",
             br#"{"event_type": "new_request", "id": "r", "response_token": "secret-rt",
+                "metadata": {"callback_url": "https://x/secret-nested", "list": [{"response_token": "secret-l"}]},
                 "callback_url": "https://api.crewai.com/r/respond?token=secret-cb"}"#,
         )
         .expect("flat");
@@ -510,11 +545,36 @@ mod tests {
             Some("https://api.crewai.com/r/respond?token=secret-cb"),
             "the origin keeps the real URL to answer with"
         );
+        for (url, shown) in [
+            (
+                "https://amp.example/respond/PATHSECRET",
+                "https://amp.example/[redacted]",
+            ),
+            (
+                "https://u:pw@amp.example:8443/x#FRAG",
+                "https://amp.example:8443/[redacted]",
+            ),
+            ("not a url", "[redacted]"),
+        ] {
+            assert_eq!(origin_only(url), shown);
+        }
     }
 
     #[test]
     fn flow_refusals() {
         let cases: &[(&[u8], &str)] = &[
+            (
+                br#"{"event_type": "new_request", "id": "x", "callback_url": "u", "emit": ["a", " "]}"#,
+                "emit",
+            ),
+            (
+                br#"{"event_type": "new_request", "id": "x", "callback_url": "u", "emit": ["a"], "default_outcome": "b"}"#,
+                "default_outcome",
+            ),
+            (
+                br#"{"event_type": "new_request", "id": "x", "callback_url": "u", "default_outcome": ""}"#,
+                "default_outcome",
+            ),
             (br#"{"event": "new_request", "request": 5}"#, "request"),
             (br#"{"event": "responded", "request": {}}"#, "event"),
             (br#"{"request": {"id": "x"}, "callback_url": "u"}"#, "event"),

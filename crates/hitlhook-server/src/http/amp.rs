@@ -7,23 +7,24 @@
 //! idempotency as `/webhook/crewai`.
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::post;
 use hitlhook_domain::amp::AuthMode;
 use hitlhook_domain::amp::inbound::{self, AmpEvent, FlowEvent, Key, LegacyHook};
-use hitlhook_domain::{CheckpointStatus, EventIdentity, Incoming, Timestamp};
-use hitlhook_store::{CheckpointQuery, IngestItem};
+use hitlhook_domain::{CheckpointStatus, EventIdentity, EventKind, Incoming, Timestamp};
+use hitlhook_store::{AmpSource, CheckpointQuery, IngestItem};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::delivery::http::parse_target;
+use crate::delivery::http::Failure;
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
+use crate::http::amp_stream;
 use crate::http::extract::{Path, Query, read_body, require_json};
-use crate::http::ingest::{Answer, batch_items, commit, envelope_error, respond};
+use crate::http::ingest::{Answer, commit, envelope_error, respond};
 use crate::security::amp::{Presented, authenticate};
 
 pub fn router() -> Router<AppState> {
@@ -105,7 +106,7 @@ async fn handle(state: &AppState, request: Request<'_>, body: Body) -> ApiResult
             request.endpoint
         ))
     })?;
-    let bytes = read_body(request.headers, body, state.config.max_body_bytes).await?;
+    let bytes = read_body(request.headers, body, &state.config).await?;
     let source = state
         .store
         .get_amp_source(request.source)
@@ -118,7 +119,7 @@ async fn handle(state: &AppState, request: Request<'_>, body: Body) -> ApiResult
         })?;
     let now = Timestamp::now();
     let tolerance = i64::try_from(state.config.signature_tolerance_secs).unwrap_or(i64::MAX);
-    let how = authenticate(
+    let authenticated = authenticate(
         &source,
         &Presented {
             headers: request.headers,
@@ -130,8 +131,39 @@ async fn handle(state: &AppState, request: Request<'_>, body: Body) -> ApiResult
         tolerance,
         &state.amp_replay,
     )?;
-    let label = format!("amp:{}:{how}", source.name);
     require_json(request.headers)?;
+    let answer = ingest(
+        state,
+        &source,
+        endpoint,
+        request,
+        &bytes,
+        authenticated.how,
+        now,
+    )
+    .await;
+    // A signed message counts as used only once it is stored: refused, it may be sent again.
+    if answer.is_ok()
+        && let Some(key) = &authenticated.replay_key
+    {
+        state
+            .amp_replay
+            .first_use(key, now.unix_seconds(), tolerance);
+    }
+    answer
+}
+
+/// Turns an authenticated request into events and commits them.
+async fn ingest(
+    state: &AppState,
+    source: &AmpSource,
+    endpoint: Endpoint,
+    request: Request<'_>,
+    bytes: &Bytes,
+    how: &str,
+    now: Timestamp,
+) -> ApiResult<Answer> {
+    let label = format!("amp:{}:{how}", source.name);
     let item = |event: AmpEvent, stored: Option<String>, round: usize| -> ApiResult<IngestItem> {
         let identity = match event.key {
             Key::Id(id) => EventIdentity::from_event_id(&format!("amp:{}:{id}", source.name)),
@@ -141,7 +173,7 @@ async fn handle(state: &AppState, request: Request<'_>, body: Body) -> ApiResult
                 if round > 0 {
                     digest.update(format!("round {round}:"));
                 }
-                digest.update(&bytes);
+                digest.update(bytes);
                 EventIdentity::from_body_hash(&hex::encode(digest.finalize()))
             }
         };
@@ -163,9 +195,10 @@ async fn handle(state: &AppState, request: Request<'_>, body: Body) -> ApiResult
     };
     let (event, stored) = match endpoint {
         Endpoint::Events => {
-            return match Incoming::parse(&bytes).map_err(envelope_error)? {
-                Incoming::Batch(events) => {
-                    commit(state, batch_items(events, &label, now), false).await
+            return match Incoming::parse(bytes).map_err(envelope_error)? {
+                Incoming::Batch { events, repeated } => {
+                    let items = amp_stream::items(state, &source.name, events, &label, now).await?;
+                    Ok(commit(state, items, false).await?.with_repeated(repeated))
                 }
                 Incoming::Single(_) => Err(ApiError::unprocessable(
                     "invalid_event",
@@ -174,30 +207,47 @@ async fn handle(state: &AppState, request: Request<'_>, body: Body) -> ApiResult
             };
         }
         Endpoint::HumanInput => {
-            let event = inbound::human_input(&source.name, &bytes).map_err(envelope_error)?;
+            let event = inbound::human_input(&source.name, bytes).map_err(envelope_error)?;
             // A task asks again after each revision, possibly with the very same body (a
             // deterministic model): the closed rounds before it keep it from being a duplicate.
             let round = closed_rounds(state, &event).await?;
             return commit(state, vec![item(event, None, round)?], true).await;
         }
-        Endpoint::Legacy(hook) => (inbound::legacy(hook, &bytes).map_err(envelope_error)?, None),
+        Endpoint::Legacy(hook) => {
+            let mut event = inbound::legacy(hook, bytes).map_err(envelope_error)?;
+            // Recorded, but another source's run is not ended by this source's crew webhook.
+            if amp_stream::started_elsewhere(state, &source.name, &event.envelope.kickoff_id)
+                .await?
+            {
+                event.envelope.kind = EventKind::Other(event.envelope.event_type.clone());
+            }
+            (event, None)
+        }
         Endpoint::FlowHitl => {
             let mut request =
-                inbound::flow_request(&source.name, &bytes).map_err(envelope_error)?;
+                inbound::flow_request(&source.name, bytes).map_err(envelope_error)?;
             // A source that maps skip to an outcome can skip requests without a default one.
             if source.emit_map.on_skip.is_some() {
                 request.spec.allowed_actions = None;
             }
-            // The decision goes there later: an unusable URL is refused now, not dead-lettered.
+            // The decision goes there later: an unusable URL, or one the outbound guard would
+            // refuse (a private address given literally), is refused now, not dead-lettered
+            // after a reviewer decided. Hostnames are checked when the answer is sent.
             if let Some(url) = request
                 .spec
                 .origin
                 .as_ref()
                 .and_then(|o| o.callback_url.as_deref())
             {
-                parse_target(url).map_err(|e| {
+                let refused = |e: String| {
                     ApiError::unprocessable("invalid_event", format!("callback_url: {e}"))
-                })?;
+                };
+                match state.delivery.outbound.check_url(url) {
+                    Ok(_) => {}
+                    Err(Failure::BadUrl(e) | Failure::Refused(e) | Failure::Transport(e)) => {
+                        return Err(refused(e));
+                    }
+                }
             }
             // The callback's token answers the request: it stays in the origin, not the trail.
             let stored = Some(request.stored_body.clone());

@@ -238,7 +238,7 @@ async fn confirm_decision(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let bytes = match read_body(&headers, body, state.config.max_body_bytes).await {
+    let bytes = match read_body(&headers, body, &state.config).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };

@@ -4,6 +4,8 @@
 //! characters are refused here, once for every route: no stored id holds one, and PostgreSQL
 //! cannot even compare text holding NUL.
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::HeaderMap;
@@ -13,11 +15,41 @@ use futures_util::StreamExt;
 use hitlhook_domain::event::{MAX_JSON_DEPTH, check_depth};
 use serde::de::DeserializeOwned;
 
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::http::AppState;
 
-/// Reads the whole body, refusing anything over `limit` bytes without reading past it.
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads the whole body, refusing anything over `HITLHOOK_MAX_BODY_BYTES` without reading past
+/// it, and a body that takes longer than `HITLHOOK_HEADER_READ_TIMEOUT_SECS` to arrive. The
+/// connection's header timeout does not cover the body: without this, a client announcing a
+/// body and sending none would hold its connection (and its slot under the connection cap)
+/// forever, before any credential is checked.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    config: &Config,
+) -> Result<Bytes, ApiError> {
+    let timeout = Duration::from_secs(config.header_read_timeout_secs.max(1));
+    tokio::time::timeout(
+        timeout,
+        read_body_untimed(headers, body, config.max_body_bytes),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(ApiError::RequestTimeout {
+            detail: format!(
+                "the request body did not arrive within {} s; send it with the headers",
+                timeout.as_secs()
+            ),
+        })
+    })
+}
+
+async fn read_body_untimed(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     let declared = headers
         .get("content-length")
         .and_then(|v| v.to_str().ok())
@@ -171,7 +203,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (parts, body) = req.into_parts();
-        let bytes = read_body(&parts.headers, body, state.config.max_body_bytes).await?;
+        let bytes = read_body(&parts.headers, body, &state.config).await?;
         require_json(&parts.headers)?;
         parse_json(&bytes).map(JsonBody)
     }

@@ -51,7 +51,16 @@ pub(crate) fn respond(result: ApiResult<Answer>) -> Response {
             }
             response
         }
-        Ok(Answer::Batch(batch)) => (StatusCode::OK, axum::Json(batch)).into_response(),
+        Ok(Answer::Batch(batch)) => {
+            let replayed = batch.received > 0 && batch.duplicates == batch.received;
+            let mut response = (StatusCode::OK, axum::Json(batch)).into_response();
+            if replayed {
+                response
+                    .headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            }
+            response
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -60,6 +69,18 @@ pub(crate) fn respond(result: ApiResult<Answer>) -> Response {
 pub(crate) enum Answer {
     Single { receipt: ReceiptOut, replayed: bool },
     Batch(BatchOut),
+}
+
+impl Answer {
+    /// Counts a batch's events whose `id` came earlier in the same batch: received, and
+    /// duplicates (they were not stored twice).
+    pub(crate) fn with_repeated(mut self, repeated: usize) -> Self {
+        if let Answer::Batch(out) = &mut self {
+            out.received += repeated;
+            out.duplicates += repeated;
+        }
+        self
+    }
 }
 
 /// The answer to an AMP event-stream batch: one entry per event, in stored order.
@@ -171,7 +192,7 @@ fn rejection(r: IngestRejection) -> ApiError {
 }
 
 async fn ingest(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Answer> {
-    let bytes = read_body(headers, body, state.config.max_body_bytes).await?;
+    let bytes = read_body(headers, body, &state.config).await?;
     let source = authenticate(state, headers, &bytes).await?;
     require_json(headers)?;
     let incoming = Incoming::parse(&bytes).map_err(envelope_error)?;
@@ -195,7 +216,10 @@ async fn ingest(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<
                 received_at,
             }]
         }
-        Incoming::Batch(events) => batch_items(events, &source, received_at),
+        Incoming::Batch { events, repeated } => {
+            let answer = commit(state, batch_items(events, &source, received_at), false).await;
+            return answer.map(|a| a.with_repeated(repeated));
+        }
     };
     commit(state, items, single).await
 }

@@ -4,6 +4,7 @@
 pub mod amp;
 pub mod amp_runs;
 pub mod amp_sources;
+pub mod amp_stream;
 pub mod checkpoints;
 pub mod deliveries;
 pub mod dto;

@@ -81,7 +81,7 @@ async fn receive_interaction(
             "Slack interactivity is not configured: set SLACK_SIGNING_SECRET",
         ));
     };
-    let bytes = read_body(&headers, body, state.config.max_body_bytes).await?;
+    let bytes = read_body(&headers, body, &state.config).await?;
     slack::verify(
         secret.expose(),
         &headers,

@@ -29,12 +29,23 @@ pub struct ReplayGuard {
 }
 
 impl ReplayGuard {
-    /// Records `key`; `false` when it was seen before and is still within its window.
-    pub fn first_use(&self, key: &str, now: i64, tolerance: i64) -> bool {
-        let mut seen = match self.seen.lock() {
+    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        match self.seen.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
-        };
+        }
+    }
+
+    /// Whether `key` was accepted before and is still within its window.
+    pub fn used(&self, key: &str, now: i64) -> bool {
+        self.seen().get(key).is_some_and(|until| *until >= now)
+    }
+
+    /// Records `key`; `false` when it was seen before and is still within its window. Call it
+    /// once the request is committed: a request refused later (415, 422, a failed commit) may be
+    /// sent again.
+    pub fn first_use(&self, key: &str, now: i64, tolerance: i64) -> bool {
+        let mut seen = self.seen();
         seen.retain(|_, until| *until >= now);
         if seen.contains_key(key) {
             return false;
@@ -67,20 +78,38 @@ pub struct Presented<'a> {
     pub signature_only: bool,
 }
 
-/// Checks the request against `source`; returns how it authenticated, for the audit trail.
+/// How a request authenticated.
+#[derive(Debug)]
+pub struct Authenticated {
+    /// For the audit trail: `bearer`, `basic`, `hmac` or `url-token`.
+    pub how: &'static str,
+    /// A signed message, to record with [`ReplayGuard::first_use`] once it is committed.
+    pub replay_key: Option<String>,
+}
+
+impl From<&'static str> for Authenticated {
+    fn from(how: &'static str) -> Self {
+        Authenticated {
+            how,
+            replay_key: None,
+        }
+    }
+}
+
+/// Checks the request against `source`; says how it authenticated.
 pub fn authenticate(
     source: &AmpSource,
     presented: &Presented<'_>,
     now: i64,
     tolerance: i64,
     replay: &ReplayGuard,
-) -> Result<&'static str, ApiError> {
+) -> Result<Authenticated, ApiError> {
     if presented.signature_only {
         return verify_signature(source, presented, now, tolerance, replay);
     }
     if let Some(token) = presented.url_token {
         return if same(token, &source.url_token) {
-            Ok("url-token")
+            Ok("url-token".into())
         } else {
             Err(refuse(
                 "invalid_token",
@@ -92,7 +121,9 @@ pub fn authenticate(
     let signed = ["x-signature", "x-crewai-signature"]
         .iter()
         .any(|h| headers.contains_key(*h));
-    if signed {
+    // A stray signature header does not stand in the way of a bearer or Basic source's own
+    // credentials.
+    if signed && (source.auth == AuthMode::Hmac || !headers.contains_key("authorization")) {
         return verify_signature(source, presented, now, tolerance, replay);
     }
     let authorization = headers
@@ -105,10 +136,10 @@ pub fn authenticate(
     let credentials = credentials.trim();
     if scheme.eq_ignore_ascii_case("bearer") {
         if same(credentials, &source.url_token) {
-            return Ok("url-token");
+            return Ok("url-token".into());
         }
         return match (&source.auth, &source.token_hash) {
-            (AuthMode::Bearer, Some(want)) if same(&hash(credentials), want) => Ok("bearer"),
+            (AuthMode::Bearer, Some(want)) if same(&hash(credentials), want) => Ok("bearer".into()),
             _ => Err(refuse(
                 "invalid_token",
                 "the bearer token is not this source's",
@@ -135,7 +166,7 @@ pub fn authenticate(
         let user_ok = same(given_user, user);
         let password_ok = same(&hash(given_password), password_hash);
         return if user_ok & password_ok {
-            Ok("basic")
+            Ok("basic".into())
         } else {
             Err(refuse(
                 "invalid_credentials",
@@ -164,7 +195,7 @@ fn verify_signature(
     now: i64,
     tolerance: i64,
     replay: &ReplayGuard,
-) -> Result<&'static str, ApiError> {
+) -> Result<Authenticated, ApiError> {
     let Some(secret) = source
         .signing_secret
         .as_ref()
@@ -223,17 +254,17 @@ fn verify_signature(
         .unwrap_or("")
         .trim();
     let message = hex::encode(Sha256::digest(presented.body));
-    if !replay.first_use(
-        &format!("{}:{timestamp}:{message}", source.name),
-        now,
-        tolerance,
-    ) {
+    let key = format!("{}:{timestamp}:{message}", source.name);
+    if replay.used(&key, now) {
         return Err(refuse(
             "replayed_signature",
             "this signed request was already accepted; AMP signs every delivery afresh",
         ));
     }
-    Ok("hmac")
+    Ok(Authenticated {
+        how: "hmac",
+        replay_key: Some(key),
+    })
 }
 
 #[cfg(test)]

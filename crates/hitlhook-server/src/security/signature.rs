@@ -213,7 +213,10 @@ impl SigningKeys {
         tolerance: i64,
     ) -> Result<Verified, SignatureError> {
         let text = header_text(headers, sig_header)?;
-        let hex_sig = text.strip_prefix("sha256=").unwrap_or(text);
+        let hex_sig = match text.get(..7) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("sha256=") => &text[7..],
+            _ => text,
+        };
         let signature = hex::decode(hex_sig.trim()).map_err(|_| SignatureError::Malformed {
             header: sig_header,
             problem: "expected sha256=<hex>",

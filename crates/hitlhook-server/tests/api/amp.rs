@@ -18,6 +18,8 @@ on_both_backends!(
     each_auth_mode_accepts_its_credentials_and_refuses_the_rest,
     flow_requests_in_both_shapes_and_escalations_make_one_checkpoint,
     event_streams_and_legacy_webhooks_are_recorded,
+    sources_are_kept_apart_and_streams_cannot_ask_for_review,
+    a_refused_signed_request_may_be_sent_again,
 );
 
 pub const HMAC_SECRET: &str = "whsec_c2lnbmluZy1zZWNyZXQtZm9yLWFtcC10ZXN0cw==";
@@ -831,9 +833,14 @@ async fn event_streams_and_legacy_webhooks_are_recorded(db: TestDb) {
     .await;
     assert_eq!(response.status(), 200);
     let out: Value = response.json().await.expect("json");
+    // The repeated e2 is received and counted as a duplicate, stored once.
     assert_eq!(
-        (out["received"].as_u64(), out["accepted"].as_u64()),
-        (Some(3), Some(3))
+        (
+            out["received"].as_u64(),
+            out["accepted"].as_u64(),
+            out["duplicates"].as_u64()
+        ),
+        (Some(4), Some(3), Some(1))
     );
 
     // Legacy webhooks carry no auth of their own: the URL token, in the query or the path.
@@ -893,4 +900,166 @@ async fn event_streams_and_legacy_webhooks_are_recorded(db: TestDb) {
         .await
         .expect("json");
     assert_eq!(execution["execution"]["status"], "completed");
+}
+
+async fn sources_are_kept_apart_and_streams_cannot_ask_for_review(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    for (name, token) in [
+        ("one", "amp-token-one-123456"),
+        ("two", "amp-token-two-123456"),
+    ] {
+        create_source(
+            &app,
+            &json!({"name": name, "auth": "bearer", "token": token}),
+        )
+        .await;
+    }
+    let (one, two) = (
+        bearer("amp-token-one-123456"),
+        bearer("amp-token-two-123456"),
+    );
+    // A run hitlhook started through source "one".
+    let now = Timestamp::now();
+    app.store
+        .save_amp_execution(&hitlhook_store::AmpExecution {
+            kickoff_id: "run-one".into(),
+            source: "one".into(),
+            hooks: Default::default(),
+            remote_status: Some("running".into()),
+            remote_detail: None,
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .expect("run");
+    let started = json!({"events": [{"id": "e-1", "execution_id": "run-one",
+        "timestamp": "2026-01-01T00:00:00Z", "type": "crew_kickoff_started", "data": {}}]});
+    let response = post_amp(
+        &app,
+        "/amp/one/events",
+        &one,
+        started.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+
+    // The same event id from another deployment is another event, and it does not end a run
+    // started through "one" (it is recorded all the same).
+    let failed = json!({"events": [{"id": "e-1", "execution_id": "run-one",
+        "timestamp": "2026-01-01T00:00:01Z", "type": "crew_kickoff_failed", "data": {}}]});
+    let response = post_amp(&app, "/amp/two/events", &two, failed.to_string().as_bytes()).await;
+    assert_eq!(response.status(), 200);
+    let batch: Value = response.json().await.expect("json");
+    assert_eq!(
+        (batch["accepted"].as_u64(), batch["duplicates"].as_u64()),
+        (Some(1), Some(0))
+    );
+    let crew = json!({"kickoff_id": "run-one", "result": "done"});
+    let response = post_amp(&app, "/amp/two/crew", &two, crew.to_string().as_bytes()).await;
+    assert_eq!(response.status(), 200);
+    let execution: Value = app
+        .get(ADMIN_KEY, "/v1/executions/run-one")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(execution["execution"]["status"], "running", "{execution}");
+    assert_eq!(
+        app.trail("/v1/executions/run-one/events").await.len(),
+        3,
+        "all three are on the trail"
+    );
+
+    // A stream cannot ask for review (nor take a checkpoint id before AMP's real request).
+    let before = app.snapshot().await;
+    let squat = json!({"events": [{"id": "sq", "execution_id": "x", "type": "checkpoint.required",
+        "checkpoint_id": "amp-flow-future", "checkpoint_name": "squat", "context": {}}]});
+    let refused = post_amp(&app, "/amp/one/events", &one, squat.to_string().as_bytes()).await;
+    let problem = assert_problem(refused, 422, "invalid_event").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/amp/one/flow-hitl"),
+        "{problem}"
+    );
+    assert_eq!(app.snapshot().await, before);
+
+    // A redelivered batch is a replay as a whole; a repeat inside a batch is counted.
+    let response = post_amp(
+        &app,
+        "/amp/one/events",
+        &one,
+        started.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(response.headers()["idempotent-replayed"], "true");
+    let twice = json!({"events": [
+        {"id": "e-2", "execution_id": "run-one", "type": "task_started", "data": {}},
+        {"id": "e-2", "execution_id": "run-one", "type": "task_started", "data": {}},
+        {"id": "e-3", "execution_id": "run-one", "type": "task_completed", "data": {}}]});
+    let response = post_amp(&app, "/amp/one/events", &one, twice.to_string().as_bytes()).await;
+    assert!(response.headers().get("idempotent-replayed").is_none());
+    let batch: Value = response.json().await.expect("json");
+    assert_eq!(
+        (
+            batch["received"].as_u64(),
+            batch["accepted"].as_u64(),
+            batch["duplicates"].as_u64()
+        ),
+        (Some(3), Some(2), Some(1))
+    );
+}
+
+async fn a_refused_signed_request_may_be_sent_again(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    create_source(
+        &app,
+        &json!({"name": "sig", "auth": "hmac", "signing_secret": HMAC_SECRET}),
+    )
+    .await;
+    let now = Timestamp::now().unix_seconds();
+    // A callback at a private address is refused at once (not dead-lettered after a decision).
+    let private = new_request("req-p", "http://169.254.169.254/latest/meta-data");
+    let refused = post_amp(
+        &app,
+        "/amp/sig/flow-hitl",
+        &signed(&private, now, false),
+        &private,
+    )
+    .await;
+    let problem = assert_problem(refused, 422, "invalid_event").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("callback_url"),
+        "{problem}"
+    );
+
+    let body = new_request("req-again", "https://api.crewai.com/cb?token=t");
+    let headers = signed(&body, now, false);
+    let mut wrong_type = headers.clone();
+    wrong_type.push(("content-type", "text/plain".into()));
+    let mut map = reqwest::header::HeaderMap::new();
+    for (k, v) in &wrong_type {
+        map.insert(
+            HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            HeaderValue::from_str(v).expect("value"),
+        );
+    }
+    let refused = app
+        .client
+        .post(app.url("/amp/sig/flow-hitl"))
+        .headers(map)
+        .body(body.clone())
+        .send()
+        .await
+        .expect("request");
+    assert_problem(refused, 415, "unsupported_media_type").await;
+    // The same signed message, now sent right, is accepted once, then refused as a replay.
+    let accepted = post_amp(&app, "/amp/sig/flow-hitl", &headers, &body).await;
+    assert_eq!(accepted.status(), 200);
+    let replay = post_amp(&app, "/amp/sig/flow-hitl", &headers, &body).await;
+    assert_problem(replay, 401, "replayed_signature").await;
 }

@@ -91,6 +91,29 @@ async fn trickled_headers_and_idle_connections_are_closed() {
 }
 
 #[tokio::test]
+async fn a_body_that_never_arrives_is_answered_408() {
+    let app = TestApp::spawn_with(TestDb::sqlite(), |c| {
+        c.header_read_timeout_secs = 1;
+    })
+    .await;
+    // Before any credential is checked: an AMP endpoint of a source that does not exist, and
+    // the seed's ingest endpoint.
+    for path in ["/amp/nosuchsource/events", "/webhook/crewai"] {
+        let mut stalled = TcpStream::connect(addr(&app)).await.expect("connect");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: 1000\r\n\r\n{{"
+        );
+        stalled.write_all(head.as_bytes()).await.expect("write");
+        let (took, said) = until_closed(&mut stalled, Duration::from_secs(5)).await;
+        assert!(said.starts_with("HTTP/1.1 408"), "{path}: {said}");
+        assert!(said.contains("request_timeout"), "{path}: {said}");
+        assert!(took < Duration::from_secs(3), "{path}: waited {took:?}");
+    }
+    assert_eq!(app.store.stats().await.expect("stats").events_total, 0);
+}
+
+#[tokio::test]
 async fn connections_over_the_cap_wait_for_a_free_slot() {
     let app = TestApp::spawn_with(TestDb::sqlite(), |c| {
         c.max_connections = 1;

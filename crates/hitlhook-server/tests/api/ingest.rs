@@ -474,9 +474,14 @@ async fn amp_event_stream_batches_are_stored_in_order_once(db: TestDb) {
             .send()
     };
     let first: Value = send().await.expect("req").json().await.expect("json");
+    // Four received; the repeated id is a duplicate, stored once.
     assert_eq!(
-        (first["received"].as_u64(), first["accepted"].as_u64()),
-        (Some(3), Some(3)),
+        (
+            first["received"].as_u64(),
+            first["accepted"].as_u64(),
+            first["duplicates"].as_u64()
+        ),
+        (Some(4), Some(3), Some(1)),
         "{first}"
     );
     let types: Vec<&str> = first["events"]
@@ -491,10 +496,12 @@ async fn amp_event_stream_batches_are_stored_in_order_once(db: TestDb) {
         "ordered by timestamp"
     );
     let before = app.snapshot().await;
-    let again: Value = send().await.expect("req").json().await.expect("json");
+    let again = send().await.expect("req");
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.expect("json");
     assert_eq!(
         (again["accepted"].as_u64(), again["duplicates"].as_u64()),
-        (Some(0), Some(3))
+        (Some(0), Some(4))
     );
     assert_eq!(
         app.snapshot().await,
