@@ -224,8 +224,7 @@ async fn ingest(
             (event, None)
         }
         Endpoint::FlowHitl => {
-            let mut request =
-                inbound::flow_request(&source.name, bytes).map_err(envelope_error)?;
+            let mut request = inbound::flow_request(&source.name, bytes).map_err(envelope_error)?;
             // A source that maps skip to an outcome can skip requests without a default one.
             if source.emit_map.on_skip.is_some() {
                 request.spec.allowed_actions = None;

@@ -9,19 +9,10 @@ use std::collections::HashSet;
 use hitlhook_domain::{BatchEvent, EventIdentity, EventKind, Timestamp};
 use hitlhook_store::IngestItem;
 
+use crate::amp::kickoff::STREAMED_EVENTS;
 use crate::error::{ApiError, ApiResult};
 use crate::http::AppState;
 use crate::http::ingest::batch_items;
-
-/// CrewAI event-bus names that move an execution (AMP streams the bus's names).
-const LIFECYCLE: &[&str] = &[
-    "crew_kickoff_started",
-    "crew_kickoff_completed",
-    "crew_kickoff_failed",
-    "task_started",
-    "task_completed",
-    "task_failed",
-];
 
 /// The items a source's batch becomes; 422 for an event that asks for review.
 pub(crate) async fn items(
@@ -51,7 +42,8 @@ pub(crate) async fn items(
         if let Some(id) = &env.event_id {
             item.identity = EventIdentity::from_event_id(&format!("amp:{source}:{id}"));
         }
-        let moves_run = LIFECYCLE.contains(&env.event_type.as_str())
+        // Only CrewAI's crew and task lifecycle names move a run (the types a kickoff streams).
+        let moves_run = STREAMED_EVENTS.contains(&env.event_type.as_str())
             && !env.kickoff_id.as_ref().is_some_and(|k| foreign.contains(k));
         if !moves_run {
             env.kind = EventKind::Other(env.event_type.clone());

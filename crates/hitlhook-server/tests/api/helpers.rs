@@ -383,3 +383,8 @@ impl TestApp {
         }
     }
 }
+
+/// A batch answer's `received`, `accepted` and `duplicates` counts.
+pub fn batch_counts(answer: &Value) -> [u64; 3] {
+    ["received", "accepted", "duplicates"].map(|k| answer[k].as_u64().unwrap_or(u64::MAX))
+}
