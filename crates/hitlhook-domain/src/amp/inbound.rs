@@ -169,8 +169,9 @@ fn first_text(
     path: &str,
     keys: &[&str],
 ) -> Result<Option<String>, EnvelopeError> {
+    // An empty spelling does not hide a later one (`"execution_id": ""` with a `kickoff_id`).
     for key in keys {
-        if let Some(v) = text(map, path, key)? {
+        if let Some(v) = text(map, path, key)?.filter(|v| !v.trim().is_empty()) {
             return Ok(Some(v));
         }
     }
@@ -277,6 +278,12 @@ pub fn flow_request(source: &str, body: &[u8]) -> Result<FlowRequest, EnvelopeEr
         (&map, "")
     };
     let request_id = required(text(request, path, "id")?, &format!("{path}id"))?;
+    if map
+        .get("callback_url")
+        .is_some_and(|v| !v.is_string() && !v.is_null())
+    {
+        return Err(schema("callback_url", "must be a string"));
+    }
     let callback_url = required(text(&map, "", "callback_url")?, "callback_url")?;
     let method = text(request, path, "method_name")?.unwrap_or_else(|| "human_feedback".into());
     let emit_key = if nested { "emit_options" } else { "emit" };
@@ -443,6 +450,7 @@ mod tests {
             br#"{"execution_id": "k1", "task_id": "research_task", "output": "draft"}"#.as_slice(),
             br#"{"kickoff_id": "k1", "task_id": "research_task", "task_output": "draft"}"#,
             br#"{"execution_id": "k1", "task_id": "research_task", "result": "draft"}"#,
+            br#"{"execution_id": "", "kickoff_id": "k1", "task_id": "research_task", "output": "draft"}"#,
         ] {
             let ev = human_input("prod", body).expect("parses");
             let spec = ev.envelope.checkpoint.expect("spec");
@@ -563,6 +571,10 @@ mod tests {
     #[test]
     fn flow_refusals() {
         let cases: &[(&[u8], &str)] = &[
+            (
+                br#"{"event_type": "new_request", "id": "x", "callback_url": 5}"#,
+                "callback_url",
+            ),
             (
                 br#"{"event_type": "new_request", "id": "x", "callback_url": "u", "emit": ["a", " "]}"#,
                 "emit",

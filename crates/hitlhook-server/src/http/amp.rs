@@ -56,6 +56,13 @@ impl Endpoint {
     }
 }
 
+/// The `events` member of a stream body, not yet parsed.
+#[derive(Deserialize)]
+struct EventsProbe<'a> {
+    #[serde(borrow)]
+    events: Option<&'a serde_json::value::RawValue>,
+}
+
 #[derive(Debug, Deserialize)]
 struct TokenQuery {
     token: Option<String>,
@@ -195,6 +202,15 @@ async fn ingest(
     };
     let (event, stored) = match endpoint {
         Endpoint::Events => {
+            // Only batches come here: say so, rather than what a single event would lack.
+            if serde_json::from_slice::<EventsProbe<'_>>(bytes)
+                .is_ok_and(|p| !p.events.is_some_and(|e| e.get().starts_with('[')))
+            {
+                return Err(ApiError::unprocessable(
+                    "invalid_event",
+                    "events: must be an array: AMP event streams send {\"events\": [...]}",
+                ));
+            }
             return match Incoming::parse(bytes).map_err(envelope_error)? {
                 Incoming::Batch { events, repeated } => {
                     let items = amp_stream::items(state, &source.name, events, &label, now).await?;

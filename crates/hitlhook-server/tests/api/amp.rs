@@ -543,6 +543,22 @@ async fn each_auth_mode_accepts_its_credentials_and_refuses_the_rest(db: TestDb)
             "invalid_event",
         ),
         (
+            "events not an array",
+            "/amp/tok/events",
+            bearer("amp-inbound-token-1"),
+            br#"{"events": null}"#.to_vec(),
+            422,
+            "invalid_event",
+        ),
+        (
+            "an event without its type",
+            "/amp/tok/events",
+            bearer("amp-inbound-token-1"),
+            br#"{"events": [{"id": "x", "execution_id": "k", "data": {}}]}"#.to_vec(),
+            422,
+            "invalid_event",
+        ),
+        (
             "callback not a URL",
             "/amp/tok/flow-hitl",
             bearer("amp-inbound-token-1"),
