@@ -10,8 +10,8 @@ use crate::amp::{Origin, OriginKind};
 use crate::checkpoint::CheckpointSpec;
 use crate::delivery::check_email;
 use crate::event::{
-    EnvelopeError, EventEnvelope, EventKind, MAX_JSON_DEPTH, check_depth, check_id, schema,
-    strip_position,
+    EnvelopeError, EventEnvelope, EventKind, MAX_ID_LEN, MAX_JSON_DEPTH, check_depth, check_id,
+    schema, strip_position,
 };
 
 /// How an AMP event is identified for idempotency.
@@ -114,6 +114,9 @@ fn origin_only(url: &str) -> String {
 
 /// Event type stored for an escalation of a request that already has its checkpoint.
 pub const ESCALATION_EVENT: &str = "amp.flow_escalation";
+
+/// A flow request's checkpoint id is this and the request id.
+const FLOW_CHECKPOINT_PREFIX: &str = "amp-flow-";
 
 fn object(body: &[u8]) -> Result<Map<String, Value>, EnvelopeError> {
     check_depth(body, MAX_JSON_DEPTH)?;
@@ -278,6 +281,14 @@ pub fn flow_request(source: &str, body: &[u8]) -> Result<FlowRequest, EnvelopeEr
         (&map, "")
     };
     let request_id = required(text(request, path, "id")?, &format!("{path}id"))?;
+    // The checkpoint id is `amp-flow-{id}`, itself an id of at most MAX_ID_LEN bytes.
+    let most = MAX_ID_LEN - FLOW_CHECKPOINT_PREFIX.len();
+    if request_id.len() > most {
+        return Err(schema(
+            &format!("{path}id"),
+            format!("must be at most {most} bytes (it names the checkpoint amp-flow-<id>)"),
+        ));
+    }
     if map
         .get("callback_url")
         .is_some_and(|v| !v.is_string() && !v.is_null())
@@ -286,6 +297,9 @@ pub fn flow_request(source: &str, body: &[u8]) -> Result<FlowRequest, EnvelopeEr
     }
     let callback_url = required(text(&map, "", "callback_url")?, "callback_url")?;
     let method = text(request, path, "method_name")?.unwrap_or_else(|| "human_feedback".into());
+    if method.trim().is_empty() {
+        return Err(schema(&format!("{path}method_name"), "must not be empty"));
+    }
     let emit_key = if nested { "emit_options" } else { "emit" };
     let emit_options: Vec<String> = match request.get(emit_key) {
         None | Some(Value::Null) => Vec::new(),
@@ -332,6 +346,9 @@ pub fn flow_request(source: &str, body: &[u8]) -> Result<FlowRequest, EnvelopeEr
         }
     };
     let flow_id = text(request, path, "flow_id")?;
+    if let Some(id) = &flow_id {
+        check_id(&format!("{path}flow_id"), id)?;
+    }
     let kickoff_id = text(request, path, "flow_execution_id")?.or_else(|| flow_id.clone());
     if let Some(id) = &kickoff_id {
         check_id(&format!("{path}flow_execution_id"), id)?;
@@ -366,7 +383,7 @@ pub fn flow_request(source: &str, body: &[u8]) -> Result<FlowRequest, EnvelopeEr
         .filter(|a| check_email(a).is_ok())
         .cloned()
         .collect();
-    let checkpoint_id = format!("amp-flow-{request_id}");
+    let checkpoint_id = format!("{FLOW_CHECKPOINT_PREFIX}{request_id}");
     let spec = CheckpointSpec {
         id: Some(checkpoint_id.clone()),
         name: method,
@@ -570,7 +587,20 @@ mod tests {
 
     #[test]
     fn flow_refusals() {
+        let long_id = format!(
+            r#"{{"event_type": "new_request", "id": "{}", "callback_url": "u"}}"#,
+            "r".repeat(250)
+        );
         let cases: &[(&[u8], &str)] = &[
+            (long_id.as_bytes(), "id"),
+            (
+                br#"{"event_type": "new_request", "id": "x", "callback_url": "u", "method_name": " "}"#,
+                "method_name",
+            ),
+            (
+                br#"{"event_type": "new_request", "id": "x", "callback_url": "u", "flow_id": "a\nb"}"#,
+                "flow_id",
+            ),
             (
                 br#"{"event_type": "new_request", "id": "x", "callback_url": 5}"#,
                 "callback_url",
