@@ -22,16 +22,18 @@ pub(crate) async fn items(
     label: &str,
     now: Timestamp,
 ) -> ApiResult<Vec<IngestItem>> {
-    if let Some(i) = events
+    // Named by id: the batch is already in stored order, not the sender's.
+    if let Some(e) = events
         .iter()
-        .position(|e| e.envelope.kind == EventKind::CheckpointRequired)
+        .find(|e| e.envelope.kind == EventKind::CheckpointRequired)
     {
         return Err(ApiError::unprocessable(
             "invalid_event",
             format!(
-                "events[{i}].type: {} is not an AMP stream event; AMP asks for review through \
-                 /amp/{source}/human-input or /amp/{source}/flow-hitl",
-                events[i].envelope.event_type
+                "events: the event {:?} is a {}, which is not an AMP stream event; AMP asks for \
+                 review through /amp/{source}/human-input or /amp/{source}/flow-hitl",
+                e.envelope.event_id.as_deref().unwrap_or("without id"),
+                e.envelope.event_type
             ),
         ));
     }
