@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hitlhook_domain::Timestamp;
 use hitlhook_store::{IngestItem, IngestOutcome, Store, StoreError, StoredEvent};
 use tokio::sync::{mpsc, oneshot};
 use tracing::error;
@@ -51,10 +50,9 @@ impl Ingestor {
                 }
                 counter.fetch_sub(items.len(), Ordering::Relaxed);
                 metrics::histogram!("hitlhook_ingest_batch_size").record(items.len() as f64);
-                let written: Vec<Written> = items.iter().map(Written::of).collect();
-                match store.ingest(items).await {
+                match store.ingest(&items).await {
                     Ok(outcomes) => {
-                        match stored_events(written, &outcomes) {
+                        match stored_events(items, &outcomes) {
                             Some(events) => hub.committed_events(events),
                             None => hub.committed(),
                         }
@@ -105,31 +103,12 @@ impl Ingestor {
     }
 }
 
-/// What the change feed needs of an item besides its receipt, kept while the store owns the item.
-struct Written {
-    source: String,
-    payload: String,
-    received_at: Timestamp,
-    occurred_at: Option<Timestamp>,
-}
-
-impl Written {
-    fn of(item: &IngestItem) -> Self {
-        Written {
-            source: item.source.clone(),
-            payload: item.payload.clone(),
-            received_at: item.received_at,
-            occurred_at: item.envelope.occurred_at,
-        }
-    }
-}
-
 /// The events a committed batch stored, in sequence order, for the change feed; `None` when the
 /// transaction also wrote events of its own (an execution's end cancelling its checkpoints),
 /// which only the store can tell.
-fn stored_events(written: Vec<Written>, outcomes: &[IngestOutcome]) -> Option<Vec<StoredEvent>> {
+fn stored_events(items: Vec<IngestItem>, outcomes: &[IngestOutcome]) -> Option<Vec<StoredEvent>> {
     let mut events = Vec::with_capacity(outcomes.len());
-    for (w, outcome) in written.into_iter().zip(outcomes) {
+    for (item, outcome) in items.into_iter().zip(outcomes) {
         if let IngestOutcome::Accepted {
             receipt, closed, ..
         } = outcome
@@ -137,16 +116,17 @@ fn stored_events(written: Vec<Written>, outcomes: &[IngestOutcome]) -> Option<Ve
             if !closed.is_empty() {
                 return None;
             }
+            // Stored as given; only the seq and a generated checkpoint id are the store's.
             events.push(StoredEvent {
                 seq: receipt.seq,
-                identity: receipt.identity.clone(),
-                event_type: receipt.event_type.clone(),
-                kickoff_id: receipt.kickoff_id.clone(),
+                identity: item.identity.0,
+                event_type: item.envelope.event_type,
+                kickoff_id: item.envelope.kickoff_id,
                 checkpoint_id: receipt.checkpoint_id.clone(),
-                source: w.source,
-                received_at: w.received_at,
-                occurred_at: w.occurred_at,
-                payload: w.payload,
+                source: item.source,
+                received_at: item.received_at,
+                occurred_at: item.envelope.occurred_at,
+                payload: item.payload,
             });
         }
     }

@@ -60,7 +60,7 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a batch of incoming events in ONE transaction (group commit). Each item gets its
     /// own outcome; an item that is refused or fails leaves nothing behind, and never affects the
     /// others. Returns only after the commit.
-    async fn ingest(&self, batch: Vec<IngestItem>) -> StoreResult<Vec<IngestOutcome>>;
+    async fn ingest(&self, batch: &[IngestItem]) -> StoreResult<Vec<IngestOutcome>>;
 
     /// Applies a decision to a checkpoint (first decision wins) with its audit event and the
     /// execution's new state, in one transaction. `source` is the authenticated principal that

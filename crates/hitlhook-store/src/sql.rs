@@ -611,10 +611,10 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn ingest(&self, batch: Vec<IngestItem>) -> StoreResult<Vec<IngestOutcome>> {
+    async fn ingest(&self, batch: &[IngestItem]) -> StoreResult<Vec<IngestOutcome>> {
         let mut tx = self.writer.begin().await?;
         let mut planner = self.planner();
-        match batch::ingest_fast(&mut tx, self.backend, &mut planner, &batch).await {
+        match batch::ingest_fast(&mut tx, self.backend, &mut planner, batch).await {
             Ok(outcomes) => {
                 tx.commit().await?;
                 planner.committed();
@@ -630,7 +630,7 @@ impl Store for SqlStore {
         // Deliveries planned by the abandoned attempt were rolled back with it: plan afresh.
         let mut planner = self.planner();
         let mut outcomes = Vec::with_capacity(batch.len());
-        for item in &batch {
+        for item in batch {
             // A savepoint per item: one bad item is rolled back alone and the batch goes on.
             let mut sp = (&mut tx).begin().await?;
             match ingest_one(&mut sp, &mut planner, item).await {

@@ -102,7 +102,7 @@ async fn a_bad_item_is_refused_alone_and_leaves_nothing_behind() {
         let good = serde_json::json!({"event_type": "task.started", "kickoff_id": "k-3"});
         let before = store.stats().await.expect("stats");
         let outcomes = store
-            .ingest(vec![item("ev:2", &conflicting), item("ev:3", &invalid), item("ev:4", &good)])
+            .ingest(&[item("ev:2", &conflicting), item("ev:3", &invalid), item("ev:4", &good)])
             .await
             .expect("ingest");
         assert!(matches!(outcomes[0], IngestOutcome::Rejected(IngestRejection::CheckpointConflict(_))), "{name}");
@@ -252,7 +252,7 @@ async fn expiry_applies_on_timeout_or_marks_expired() {
         let mut later = checkpoint_event("cp-3", "k-3");
         later["expires_in"] = 1000.into();
         store
-            .ingest(vec![
+            .ingest(&[
                 item("ev:1", &with_default),
                 item("ev:2", &plain),
                 item("ev:3", &later),
@@ -312,7 +312,7 @@ async fn listings_page_by_keyset() {
                 )
             })
             .collect();
-        store.ingest(items).await.expect("ingest");
+        store.ingest(&items).await.expect("ingest");
         store
             .decide("cp-2", decision(Action::Continue, None), "test", T0)
             .await
@@ -428,7 +428,7 @@ async fn one_batch_behaves_like_its_events_one_by_one() {
         let mut other_context = checkpoint_event("cp-1", "k-1");
         other_context["context"] = serde_json::json!({"draft": "v2"});
         let outcomes = store
-            .ingest(vec![
+            .ingest(&[
                 item("ev:1", &checkpoint_event("cp-1", "k-1")),
                 item("ev:1", &checkpoint_event("cp-1", "k-1")),
                 item("ev:2", &checkpoint_event("cp-1", "k-1")),

@@ -85,7 +85,7 @@ async fn outbox_rows_are_written_with_the_state_change_and_never_on_refusal() {
         conflicting["context"] = serde_json::json!({"draft": "other"});
         let invalid = serde_json::json!({"event_type": "checkpoint.required", "checkpoint_name": "x",
             "kickoff_id": "k-2", "expires_in": 0});
-        store.ingest(vec![item("ev:2", &conflicting), item("ev:3", &invalid)]).await.expect("ingest");
+        store.ingest(&[item("ev:2", &conflicting), item("ev:3", &invalid)]).await.expect("ingest");
         // A redelivery is a duplicate: nothing new either.
         ingest_one(&store, item("ev:1", &checkpoint_event("cp-1", "k-1"))).await;
         assert_eq!(all_deliveries(&store).await.len(), 4, "{name}");
@@ -512,7 +512,7 @@ async fn a_batch_plans_the_same_deliveries_as_its_events_one_by_one() {
             ),
             item("ev:1", &checkpoint_event("cp-1", "k-1")),
         ];
-        store.ingest(batch).await.expect("ingest");
+        store.ingest(&batch).await.expect("ingest");
         let mut got = all_deliveries(&store).await;
         got.sort();
         let mut want: Vec<(String, String, String)> = [

@@ -81,7 +81,7 @@ pub async fn reconcile(
         .await?;
     let mut recorded = false;
     if let Some(item) = kickoff::finished_event(&name, kickoff_id, &remote_status, &remote, now) {
-        let outcomes = store.ingest(vec![item]).await?;
+        let outcomes = store.ingest(&[item]).await?;
         recorded = matches!(outcomes.first(), Some(IngestOutcome::Accepted { .. }));
     }
     Ok(Reconciled {

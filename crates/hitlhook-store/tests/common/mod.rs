@@ -49,7 +49,7 @@ pub fn decision(action: Action, feedback: Option<&str>) -> DecisionRequest {
 
 pub async fn ingest_one(store: &Arc<dyn Store>, it: IngestItem) -> IngestOutcome {
     store
-        .ingest(vec![it])
+        .ingest(&[it])
         .await
         .expect("ingest")
         .pop()
