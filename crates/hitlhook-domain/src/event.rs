@@ -241,6 +241,15 @@ struct Wire<'a> {
     recipients: Option<Vec<String>>,
 }
 
+/// A body that is not JSON, with where it stops being JSON.
+fn syntax_error(inner: &serde_json::Error) -> EnvelopeError {
+    EnvelopeError::Syntax {
+        line: inner.line(),
+        column: inner.column(),
+        message: json_message(inner),
+    }
+}
+
 pub(crate) fn schema(path: &str, message: impl Into<String>) -> EnvelopeError {
     EnvelopeError::Schema {
         path: path.to_owned(),
@@ -256,11 +265,6 @@ impl EventEnvelope {
             return Err(schema("body", "must be a JSON object, not an array"));
         }
         check_depth(body, MAX_JSON_DEPTH)?;
-        let syntax = |inner: &serde_json::Error| EnvelopeError::Syntax {
-            line: inner.line(),
-            column: inner.column(),
-            message: json_message(inner),
-        };
         let de = &mut serde_json::Deserializer::from_slice(body);
         let wire: Wire<'_> = serde_path_to_error::deserialize(&mut *de).map_err(|err| {
             let path = err.path().to_string();
@@ -271,12 +275,12 @@ impl EventEnvelope {
                     json_message(&inner),
                 )
             } else {
-                syntax(&inner)
+                syntax_error(&inner)
             }
         })?;
         // One JSON value and nothing after it: trailing text would be stored and then served
         // as a payload that does not parse.
-        de.end().map_err(|e| syntax(&e))?;
+        de.end().map_err(|e| syntax_error(&e))?;
         for (path, value) in [
             ("kickoff_id", &wire.kickoff_id),
             ("event_id", &wire.event_id),
@@ -386,11 +390,15 @@ pub struct BatchEvent {
 #[derive(Debug, Clone)]
 pub enum Incoming {
     Single(Box<EventEnvelope>),
-    /// The batch's events, without the `repeated` ones whose `id` came earlier in it.
-    Batch {
-        events: Vec<BatchEvent>,
-        repeated: usize,
-    },
+    Batch(Batch),
+}
+
+/// An event-stream batch in stored order.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Its events, without the `repeated` ones whose `id` came earlier in it.
+    pub events: Vec<BatchEvent>,
+    pub repeated: usize,
 }
 
 #[derive(Deserialize)]
@@ -438,6 +446,29 @@ impl Incoming {
         else {
             return EventEnvelope::parse(body).map(|e| Incoming::Single(Box::new(e)));
         };
+        Batch::read(&events).map(Incoming::Batch)
+    }
+}
+
+impl Batch {
+    /// Reads a body that must be a batch (AMP's event-stream endpoint); see [`Incoming::parse`].
+    pub fn parse(body: &[u8]) -> Result<Self, EnvelopeError> {
+        check_depth(body, MAX_JSON_DEPTH)?;
+        match serde_json::from_slice::<BatchWire<'_>>(body) {
+            Ok(BatchWire {
+                events: Some(events),
+                ..
+            }) => Batch::read(&events),
+            // Not JSON at all: said with its position, as for any body.
+            Err(e) if !e.is_data() => Err(syntax_error(&e)),
+            _ => Err(schema(
+                "events",
+                "must be an array: event streams send {\"events\": [...]}",
+            )),
+        }
+    }
+
+    fn read(events: &[&RawValue]) -> Result<Self, EnvelopeError> {
         if events.is_empty() {
             return Err(schema("events", "must hold at least one event"));
         }
@@ -480,7 +511,7 @@ impl Incoming {
                 sequence.unwrap_or(i64::MAX),
             )
         });
-        Ok(Incoming::Batch {
+        Ok(Batch {
             repeated: events.len() - parsed.len(),
             events: parsed.into_iter().map(|(e, _)| e).collect(),
         })
@@ -565,7 +596,7 @@ mod tests {
 
     /// The ids of a batch's events, in the order they are stored.
     fn batch_ids(body: &[u8]) -> Vec<String> {
-        let Ok(Incoming::Batch { events, .. }) = Incoming::parse(body) else {
+        let Ok(Incoming::Batch(Batch { events, .. })) = Incoming::parse(body) else {
             panic!("a batch")
         };
         events
@@ -583,7 +614,7 @@ mod tests {
             {"id": "c", "execution_id": "k", "timestamp": "2025-02-16T10:58:46", "type": "my_custom_event", "data": {}}
         ]}"#;
         assert_eq!(batch_ids(body), ["a", "b", "c"]);
-        let Ok(Incoming::Batch { events, .. }) = Incoming::parse(body) else {
+        let Ok(Incoming::Batch(Batch { events, .. })) = Incoming::parse(body) else {
             panic!("a batch")
         };
         assert_eq!(events[0].envelope.kind, EventKind::CrewStarted);
@@ -594,6 +625,31 @@ mod tests {
             EventKind::Other("my_custom_event".into())
         );
         assert!(events[0].payload.contains(r#""x": 1"#));
+    }
+
+    #[test]
+    fn a_body_that_must_be_a_batch_says_what_it_lacks() {
+        for body in [
+            &br#"{"events": null}"#[..],
+            br#"{"events": {}}"#,
+            br#"{"type": "x"}"#,
+            b"[]",
+        ] {
+            match Batch::parse(body) {
+                Err(EnvelopeError::Schema { path, .. }) => assert_eq!(path, "events"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(
+            Batch::parse(b"{\"events\": ["),
+            Err(EnvelopeError::Syntax { .. })
+        ));
+        assert!(matches!(
+            Batch::parse(b"{\"events\": [{\"id\": \"\xff\"}]}"),
+            Err(EnvelopeError::Syntax { .. })
+        ));
+        let batch = Batch::parse(br#"{"events": [{"id": "a", "type": "t"}]}"#).expect("batch");
+        assert_eq!((batch.events.len(), batch.repeated), (1, 0));
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub use delivery::{
     DeliveryKind, DeliveryPlan, DeliveryState, NewDelivery, Occurrence, RetryPolicy,
     SubscriptionFilter,
 };
-pub use event::{BatchEvent, EnvelopeError, EventEnvelope, EventIdentity, EventKind, Incoming};
+pub use event::{
+    Batch, BatchEvent, EnvelopeError, EventEnvelope, EventIdentity, EventKind, Incoming,
+};
 pub use execution::{CheckpointClosed, Effects, Execution, ExecutionStatus};
 pub use time::Timestamp;

@@ -14,7 +14,7 @@ use axum::response::Response;
 use axum::routing::post;
 use hitlhook_domain::amp::AuthMode;
 use hitlhook_domain::amp::inbound::{self, AmpEvent, FlowEvent, Key, LegacyHook};
-use hitlhook_domain::{CheckpointStatus, EventIdentity, EventKind, Incoming, Timestamp};
+use hitlhook_domain::{Batch, CheckpointStatus, EventIdentity, EventKind, Timestamp};
 use hitlhook_store::{AmpSource, CheckpointQuery, IngestItem};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -54,13 +54,6 @@ impl Endpoint {
             _ => return None,
         })
     }
-}
-
-/// The `events` member of a stream body, not yet parsed.
-#[derive(Deserialize)]
-struct EventsProbe<'a> {
-    #[serde(borrow)]
-    events: Option<&'a serde_json::value::RawValue>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -202,25 +195,11 @@ async fn ingest(
     };
     let (event, stored) = match endpoint {
         Endpoint::Events => {
-            // Only batches come here: say so, rather than what a single event would lack.
-            if serde_json::from_slice::<EventsProbe<'_>>(bytes)
-                .is_ok_and(|p| !p.events.is_some_and(|e| e.get().starts_with('[')))
-            {
-                return Err(ApiError::unprocessable(
-                    "invalid_event",
-                    "events: must be an array: AMP event streams send {\"events\": [...]}",
-                ));
-            }
-            return match Incoming::parse(bytes).map_err(envelope_error)? {
-                Incoming::Batch { events, repeated } => {
-                    let items = amp_stream::items(state, &source.name, events, &label, now).await?;
-                    Ok(commit(state, items, false).await?.with_repeated(repeated))
-                }
-                Incoming::Single(_) => Err(ApiError::unprocessable(
-                    "invalid_event",
-                    "events: is required: AMP event streams send {\"events\": [...]}",
-                )),
-            };
+            let batch = Batch::parse(bytes).map_err(envelope_error)?;
+            let items = amp_stream::items(state, &source.name, batch.events, &label, now).await?;
+            return Ok(commit(state, items, false)
+                .await?
+                .with_repeated(batch.repeated));
         }
         Endpoint::HumanInput => {
             let event = inbound::human_input(&source.name, bytes).map_err(envelope_error)?;

@@ -216,9 +216,11 @@ async fn ingest(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<
                 received_at,
             }]
         }
-        Incoming::Batch { events, repeated } => {
-            let answer = commit(state, batch_items(events, &source, received_at), false).await;
-            return answer.map(|a| a.with_repeated(repeated));
+        Incoming::Batch(batch) => {
+            let items = batch_items(batch.events, &source, received_at);
+            return Ok(commit(state, items, false)
+                .await?
+                .with_repeated(batch.repeated));
         }
     };
     commit(state, items, single).await
