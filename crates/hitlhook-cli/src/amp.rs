@@ -9,6 +9,7 @@ use hitlhook_server::Config;
 use hitlhook_server::amp::kickoff;
 use hitlhook_server::amp::reconcile::{self, ReconcileError};
 use hitlhook_server::amp::source::{SourceRequest, build};
+use hitlhook_server::config::Secret;
 use hitlhook_server::delivery::http::Outbound;
 use hitlhook_server::delivery::ssrf::Guard;
 use hitlhook_store::{AmpSource, Store, StoreError};
@@ -53,7 +54,7 @@ pub enum SourcesAction {
     Remove { name: String },
 }
 
-#[derive(clap::Args)]
+#[derive(Debug, clap::Args)]
 pub struct AddSource {
     /// Name used in the URLs: /amp/NAME/human-input, /amp/NAME/flow-hitl, ...
     #[arg(long)]
@@ -63,22 +64,22 @@ pub struct AddSource {
     auth: String,
     /// bearer: the token AMP sends (generated when absent).
     #[arg(long, env = "HITLHOOK_AMP_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    token: Option<Secret>,
     /// basic: the username.
     #[arg(long)]
     username: Option<String>,
     /// basic: the password (generated when absent).
     #[arg(long, env = "HITLHOOK_AMP_PASSWORD", hide_env_values = true)]
-    password: Option<String>,
+    password: Option<Secret>,
     /// hmac: the webhook's signing secret from AMP (generated when absent).
     #[arg(long, env = "HITLHOOK_AMP_SIGNING_SECRET", hide_env_values = true)]
-    signing_secret: Option<String>,
+    signing_secret: Option<Secret>,
     /// The deployment's base URL (https://<crew>.crewai.com), for /resume, /stop, /kickoff.
     #[arg(long)]
     deployment_url: Option<String>,
     /// The deployment's Bearer token.
     #[arg(long, env = "HITLHOOK_AMP_DEPLOYMENT_TOKEN", hide_env_values = true)]
-    deployment_token: Option<String>,
+    deployment_token: Option<Secret>,
     /// The flow emit option `continue` sends.
     #[arg(long)]
     emit_continue: Option<String>,
@@ -88,18 +89,6 @@ pub struct AddSource {
     /// The flow emit option `skip` sends (default: the request's default_outcome).
     #[arg(long)]
     emit_skip: Option<String>,
-}
-
-/// Names and URLs only: the secrets given on the command line never reach a log.
-impl std::fmt::Debug for AddSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AddSource")
-            .field("name", &self.name)
-            .field("auth", &self.auth)
-            .field("username", &self.username)
-            .field("deployment_url", &self.deployment_url)
-            .finish_non_exhaustive()
-    }
 }
 
 fn base_url(config: &Config) -> String {
@@ -252,20 +241,23 @@ async fn sources(store: &dyn Store, config: &Config, action: SourcesAction) -> a
                 source.auth.as_str()
             );
             if let Some(token) = &shown.token {
-                println!("token           {token}");
+                println!("token           {}", token.expose());
             }
             if let Some(password) = &shown.password {
-                println!("password        {password}");
+                println!("password        {}", password.expose());
             }
             if let Some(secret) = &shown.signing_secret {
-                println!("signing_secret  {secret}");
+                println!("signing_secret  {}", secret.expose());
             }
-            println!("url_token       {}", shown.url_token);
+            println!("url_token       {}", shown.url_token.expose());
             println!("events          {base}/events");
             println!("human_input     {base}/human-input");
             println!("flow_hitl       {base}/flow-hitl");
             for hook in ["task", "step", "crew"] {
-                println!("{hook:<15} {base}/{hook}?token={}", shown.url_token);
+                println!(
+                    "{hook:<15} {base}/{hook}?token={}",
+                    shown.url_token.expose()
+                );
             }
         }
         SourcesAction::List => {

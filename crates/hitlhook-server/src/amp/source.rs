@@ -19,7 +19,7 @@ use crate::security::api_key::hash;
 use crate::security::signature::SigningKeys;
 
 /// What an operator asks for.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceRequest {
     pub name: String,
@@ -27,67 +27,47 @@ pub struct SourceRequest {
     pub auth: String,
     /// Bearer: the token AMP sends; generated when absent.
     #[serde(default)]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Basic: the username (required) and password (generated when absent).
     #[serde(default)]
     pub username: Option<String>,
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// HMAC: the webhook's signing secret from AMP's settings; generated when absent.
     #[serde(default)]
-    pub signing_secret: Option<String>,
+    pub signing_secret: Option<Secret>,
     /// The deployment's base URL (`https://<crew>.crewai.com`) and its bearer token, for
     /// `/resume`, `/stop`, `/kickoff` and `/status`.
     #[serde(default)]
     pub deployment_url: Option<String>,
     #[serde(default)]
-    pub deployment_token: Option<String>,
+    pub deployment_token: Option<Secret>,
     #[serde(default)]
     pub emit_map: Option<EmitMap>,
 }
 
-/// Whether a secret was given, for `Debug`: the secret itself never reaches a log.
-fn given(secret: &Option<String>) -> &'static str {
-    if secret.is_some() { "<set>" } else { "<none>" }
-}
-
-impl std::fmt::Debug for SourceRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SourceRequest")
-            .field("name", &self.name)
-            .field("auth", &self.auth)
-            .field("token", &given(&self.token))
-            .field("username", &self.username)
-            .field("password", &given(&self.password))
-            .field("signing_secret", &given(&self.signing_secret))
-            .field("deployment_url", &self.deployment_url)
-            .field("deployment_token", &given(&self.deployment_token))
-            .field("emit_map", &self.emit_map)
-            .finish()
-    }
-}
-
-/// The secrets of a new source, shown once.
-#[derive(Clone, Default, PartialEq, Eq, serde::Serialize)]
+/// The secrets of a new source, shown once: the only place their values are written out.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Revealed {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub signing_secret: Option<String>,
-    pub url_token: String,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "shown")]
+    pub token: Option<Secret>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "shown")]
+    pub password: Option<Secret>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "shown")]
+    pub signing_secret: Option<Secret>,
+    #[serde(serialize_with = "shown_one")]
+    pub url_token: Secret,
 }
 
-impl std::fmt::Debug for Revealed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Revealed")
-            .field("token", &given(&self.token))
-            .field("password", &given(&self.password))
-            .field("signing_secret", &given(&self.signing_secret))
-            .field("url_token", &"<set>")
-            .finish()
+fn shown<S: serde::Serializer>(secret: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => s.serialize_some(secret.expose()),
+        None => s.serialize_none(),
     }
+}
+
+fn shown_one<S: serde::Serializer>(secret: &Secret, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(secret.expose())
 }
 
 fn random_text(len: usize) -> String {
@@ -140,8 +120,10 @@ pub fn build(
         format!("{:?} is not bearer, basic or hmac", req.auth),
     ))?;
     let mut revealed = Revealed {
-        url_token: random_text(40),
-        ..Revealed::default()
+        url_token: Secret(random_text(40)),
+        token: None,
+        password: None,
+        signing_secret: None,
     };
     let mut source = AmpSource {
         name: req.name,
@@ -150,7 +132,7 @@ pub fn build(
         basic_username: None,
         password_hash: None,
         signing_secret: None,
-        url_token: revealed.url_token.clone(),
+        url_token: revealed.url_token.expose().to_owned(),
         deployment_url: None,
         deployment_token: None,
         emit_map: req.emit_map.unwrap_or_default(),
@@ -163,9 +145,9 @@ pub fn build(
             unexpected("signing_secret", req.signing_secret.is_some(), auth)?;
             let token = req
                 .token
-                .unwrap_or_else(|| format!("amp_{}", random_text(40)));
-            checked_secret("token", &token, 16)?;
-            source.token_hash = Some(hash(&token));
+                .unwrap_or_else(|| Secret(format!("amp_{}", random_text(40))));
+            checked_secret("token", token.expose(), 16)?;
+            source.token_hash = Some(hash(token.expose()));
             revealed.token = Some(token);
         }
         AuthMode::Basic => {
@@ -181,10 +163,10 @@ pub fn build(
             {
                 return Err(("username", "must be 1 to 128 characters without ':'".into()));
             }
-            let password = req.password.unwrap_or_else(|| random_text(32));
-            checked_secret("password", &password, 12)?;
+            let password = req.password.unwrap_or_else(|| Secret(random_text(32)));
+            checked_secret("password", password.expose(), 12)?;
             source.basic_username = Some(user);
-            source.password_hash = Some(hash(&password));
+            source.password_hash = Some(hash(password.expose()));
             revealed.password = Some(password);
         }
         AuthMode::Hmac => {
@@ -194,16 +176,16 @@ pub fn build(
             let secret = req.signing_secret.unwrap_or_else(|| {
                 let mut bytes = [0u8; 32];
                 rand::rng().fill_bytes(&mut bytes);
-                format!("whsec_{}", STANDARD.encode(bytes))
+                Secret(format!("whsec_{}", STANDARD.encode(bytes)))
             });
-            checked_secret("signing_secret", &secret, 16)?;
-            SigningKeys::new(&[Secret(secret.clone())]).map_err(|_| {
+            checked_secret("signing_secret", secret.expose(), 16)?;
+            SigningKeys::new(std::slice::from_ref(&secret)).map_err(|_| {
                 (
                     "signing_secret",
                     "whsec_ must be followed by base64".to_owned(),
                 )
             })?;
-            source.signing_secret = Some(secret.clone());
+            source.signing_secret = Some(secret.expose().to_owned());
             revealed.signing_secret = Some(secret);
         }
     }
@@ -215,9 +197,9 @@ pub fn build(
                     .check(ip)
                     .map_err(|e| ("deployment_url", e.to_string()))?;
             }
-            checked_secret("deployment_token", &token, 8)?;
+            checked_secret("deployment_token", token.expose(), 8)?;
             source.deployment_url = Some(parsed.to_string().trim_end_matches('/').to_owned());
-            source.deployment_token = Some(token);
+            source.deployment_token = Some(token.0);
         }
         (None, None) => {}
         (Some(_), None) => {
@@ -258,8 +240,8 @@ mod tests {
         let guard = Guard::new(&[]).expect("guard");
         let (s, shown) = build(&guard, req("bearer"), Timestamp(1)).expect("bearer");
         let token = shown.token.expect("token shown");
-        assert_eq!(s.token_hash.as_deref(), Some(hash(&token).as_str()));
-        assert_eq!(s.url_token, shown.url_token);
+        assert_eq!(s.token_hash.as_deref(), Some(hash(token.expose()).as_str()));
+        assert_eq!(s.url_token, shown.url_token.expose());
         let (s, shown) = build(
             &guard,
             SourceRequest {
@@ -271,11 +253,14 @@ mod tests {
         .expect("basic");
         assert_eq!(
             s.password_hash,
-            shown.password.as_deref().map(hash),
+            shown.password.as_ref().map(|p| hash(p.expose())),
             "only the hash is stored"
         );
         let (s, shown) = build(&guard, req("hmac"), Timestamp(1)).expect("hmac");
-        assert_eq!(s.signing_secret, shown.signing_secret);
+        assert_eq!(
+            s.signing_secret.as_deref(),
+            shown.signing_secret.as_ref().map(Secret::expose)
+        );
     }
 
     #[test]
@@ -309,7 +294,7 @@ mod tests {
             (
                 "password",
                 SourceRequest {
-                    password: Some("p".repeat(20)),
+                    password: Some("p".repeat(20).into()),
                     ..req("bearer")
                 },
             ),
@@ -324,7 +309,7 @@ mod tests {
                 "deployment_url",
                 SourceRequest {
                     deployment_url: Some("http://10.1.2.3".into()),
-                    deployment_token: Some("t".repeat(20)),
+                    deployment_token: Some("t".repeat(20).into()),
                     ..req("bearer")
                 },
             ),

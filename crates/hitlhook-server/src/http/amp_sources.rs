@@ -77,7 +77,7 @@ pub struct SourceOut {
 
 impl SourceOut {
     fn new(s: &AmpSource, base_url: &str, credentials: Option<Revealed>) -> Self {
-        let token = credentials.as_ref().map(|c| c.url_token.as_str());
+        let token = credentials.as_ref().map(|c| c.url_token.expose());
         SourceOut {
             name: s.name.clone(),
             auth: s.auth,
