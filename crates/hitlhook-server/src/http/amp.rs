@@ -14,8 +14,8 @@ use axum::response::Response;
 use axum::routing::post;
 use hitlhook_domain::amp::AuthMode;
 use hitlhook_domain::amp::inbound::{self, AmpEvent, FlowEvent, Key, LegacyHook};
-use hitlhook_domain::{Batch, CheckpointStatus, EventIdentity, EventKind, Timestamp};
-use hitlhook_store::{AmpSource, CheckpointQuery, IngestItem};
+use hitlhook_domain::{Batch, EventIdentity, EventKind, Timestamp};
+use hitlhook_store::{AmpSource, IngestItem};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -164,7 +164,7 @@ async fn ingest(
     now: Timestamp,
 ) -> ApiResult<Answer> {
     let label = format!("amp:{}:{how}", source.name);
-    let item = |event: AmpEvent, stored: Option<String>, round: usize| -> ApiResult<IngestItem> {
+    let item = |event: AmpEvent, stored: Option<String>, round: i64| -> ApiResult<IngestItem> {
         let identity = match event.key {
             Key::Id(id) => EventIdentity::from_event_id(&format!("amp:{}:{id}", source.name)),
             Key::Body => {
@@ -204,15 +204,19 @@ async fn ingest(
         Endpoint::HumanInput => {
             let event = inbound::human_input(&source.name, bytes).map_err(envelope_error)?;
             // A task asks again after each revision, possibly with the very same body (a
-            // deterministic model): the closed rounds before it keep it from being a duplicate.
+            // deterministic model): the rounds closed before it keep it from being a duplicate.
             let round = closed_rounds(state, &event).await?;
             return commit(state, vec![item(event, None, round)?], true).await;
         }
         Endpoint::Legacy(hook) => {
             let mut event = inbound::legacy(hook, bytes).map_err(envelope_error)?;
             // Recorded, but another source's run is not ended by this source's crew webhook.
-            if amp_stream::started_elsewhere(state, &source.name, &event.envelope.kickoff_id)
-                .await?
+            if amp_stream::started_elsewhere(
+                state,
+                &source.name,
+                event.envelope.kickoff_id.as_deref(),
+            )
+            .await?
             {
                 event.envelope.kind = EventKind::Other(event.envelope.event_type.clone());
             }
@@ -232,19 +236,16 @@ async fn ingest(
                 .origin
                 .as_ref()
                 .and_then(|o| o.callback_url.as_deref())
+                && let Err(Failure::BadUrl(e) | Failure::Refused(e) | Failure::Transport(e)) =
+                    state.delivery.outbound.check_url(url)
             {
-                let refused = |e: String| {
-                    ApiError::unprocessable("invalid_event", format!("callback_url: {e}"))
-                };
-                match state.delivery.outbound.check_url(url) {
-                    Ok(_) => {}
-                    Err(Failure::BadUrl(e) | Failure::Refused(e) | Failure::Transport(e)) => {
-                        return Err(refused(e));
-                    }
-                }
+                return Err(ApiError::unprocessable(
+                    "invalid_event",
+                    format!("callback_url: {e}"),
+                ));
             }
             // The callback's token answers the request: it stays in the origin, not the trail.
-            let stored = Some(request.stored_body.clone());
+            let stored = Some(std::mem::take(&mut request.stored_body));
             // An escalation of a request already here annotates it instead of asking again.
             let event = if request.event == FlowEvent::Escalation
                 && state
@@ -263,23 +264,15 @@ async fn ingest(
     commit(state, vec![item(event, stored, 0)?], true).await
 }
 
-/// How many of the execution's checkpoints for this task are closed already.
-async fn closed_rounds(state: &AppState, event: &AmpEvent) -> ApiResult<usize> {
-    let (Some(kickoff), Some(spec)) = (&event.envelope.kickoff_id, &event.envelope.checkpoint)
-    else {
+/// How many of the execution's checkpoints are closed already: read from the execution's own
+/// counters (a crew waiting for input has no other checkpoint closing meanwhile).
+async fn closed_rounds(state: &AppState, event: &AmpEvent) -> ApiResult<i64> {
+    let Some(kickoff) = &event.envelope.kickoff_id else {
         return Ok(0);
     };
-    let page = state
+    Ok(state
         .store
-        .list_checkpoints(&CheckpointQuery {
-            kickoff_id: Some(kickoff.clone()),
-            limit: 1000,
-            ..CheckpointQuery::default()
-        })
-        .await?;
-    Ok(page
-        .items
-        .iter()
-        .filter(|cp| cp.name == spec.name && cp.status != CheckpointStatus::Pending)
-        .count())
+        .get_execution(kickoff)
+        .await?
+        .map_or(0, |ex| ex.checkpoints_total - ex.checkpoints_pending))
 }

@@ -68,7 +68,7 @@ async fn runs_of_other_sources(
         .collect();
     let mut foreign = HashSet::new();
     for id in ids {
-        if started_elsewhere(state, source, &Some(id.to_owned())).await? {
+        if started_elsewhere(state, source, Some(id)).await? {
             foreign.insert(id.to_owned());
         }
     }
@@ -79,7 +79,7 @@ async fn runs_of_other_sources(
 pub(crate) async fn started_elsewhere(
     state: &AppState,
     source: &str,
-    kickoff: &Option<String>,
+    kickoff: Option<&str>,
 ) -> ApiResult<bool> {
     let Some(id) = kickoff else {
         return Ok(false);
