@@ -16,24 +16,27 @@ export WEBHOOK_SECRET=bench-pair-secret WEBHOOK_API_KEY=bench-pair-admin-key
 load=$(echo "$1" | cut -d= -f2-)   # the first binary also drives the load
 port=8191
 summary() { python3 -c 'import json,sys; j=json.load(sys.stdin); l=j["latency"]; print(round(j["throughput_per_sec"]), l["p50_ms"], l["p99_ms"], j["errors"])'; }
-run_against() { taskset -c 1 "$load" bench ingest --url "http://127.0.0.1:$1" --connections "$conns" --seconds "$secs" --mix checkpoint | summary; }
-wait_listening() { for _ in $(seq 1 200); do grep -q "listening on" "$1" 2>/dev/null && return 0; sleep 0.05; done; echo "did not start: $(cat "$1")" >&2; exit 1; }
-for _ in $(seq 1 "$rounds"); do
-  for spec in "$@"; do
-    label=${spec%%=*}; bin=${spec#*=}
-    dir=$(mktemp -d)
-    taskset -c 0 "$bin" serve --data-dir "$dir" --bind "127.0.0.1:$port" > "$dir/out" 2> "$dir/err" &
-    pid=$!
-    wait_listening "$dir/out"
-    echo "$label $(run_against $port)"
-    kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
-    rm -rf "$dir"
-  done
-  out=$(mktemp)
-  taskset -c 0 "$load" bench ceiling --bind "127.0.0.1:$((port + 1))" > "$out" 2>&1 &
-  pid=$!
-  wait_listening "$out"
-  echo "ceiling $(run_against $((port + 1)))"
+
+# measure LABEL PORT COMMAND...: starts COMMAND on CPU 0, waits for its "listening on" line,
+# drives it from CPU 1 and prints LABEL and the figures, then stops it.
+measure() {
+  local label=$1 port=$2; shift 2
+  local out; out=$(mktemp)
+  taskset -c 0 "$@" > "$out" 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 200); do grep -q "listening on" "$out" && break; sleep 0.05; done
+  grep -q "listening on" "$out" || { echo "$label did not start: $(cat "$out")" >&2; exit 1; }
+  echo "$label $(taskset -c 1 "$load" bench ingest --url "http://127.0.0.1:$port" \
+    --connections "$conns" --seconds "$secs" --mix checkpoint | summary)"
   kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
   rm -f "$out"
+}
+
+for _ in $(seq 1 "$rounds"); do
+  for spec in "$@"; do
+    dir=$(mktemp -d)
+    measure "${spec%%=*}" "$port" "${spec#*=}" serve --data-dir "$dir" --bind "127.0.0.1:$port"
+    rm -rf "$dir"
+  done
+  measure ceiling "$((port + 1))" "$load" bench ceiling --bind "127.0.0.1:$((port + 1))"
 done

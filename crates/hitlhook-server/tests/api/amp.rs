@@ -62,6 +62,18 @@ pub async fn post_amp(
         .expect("request")
 }
 
+/// Posts `body` to an AMP endpoint, which must accept it (200); returns the answer.
+pub async fn accepted(
+    app: &TestApp,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &Value,
+) -> Value {
+    let response = post_amp(app, path, headers, body.to_string().as_bytes()).await;
+    assert_eq!(response.status(), 200, "{path}");
+    response.json().await.expect("json")
+}
+
 pub fn bearer(token: &str) -> Vec<(&'static str, String)> {
     vec![("authorization", format!("Bearer {token}"))]
 }
@@ -290,15 +302,7 @@ async fn a_human_input_request_makes_one_checkpoint_per_round(db: TestDb) {
     // kickoff_id / task_output spelling is read too.
     let rerun =
         json!({"kickoff_id": "exec-1", "task_id": "research_task", "task_output": "second draft"});
-    let second = post_amp(
-        &app,
-        "/amp/prod/human-input",
-        &auth,
-        rerun.to_string().as_bytes(),
-    )
-    .await;
-    assert_eq!(second.status(), 200);
-    let second: Value = second.json().await.expect("json");
+    let second = accepted(&app, "/amp/prod/human-input", &auth, &rerun).await;
     assert_ne!(second["checkpoint_id"], id.as_str());
     let cp2 = app
         .checkpoint(second["checkpoint_id"].as_str().expect("id"))
@@ -769,15 +773,7 @@ async fn flow_requests_in_both_shapes_and_escalations_make_one_checkpoint(db: Te
         "emit": ["approved", "rejected", "request_changes"], "callback_url": "https://api.crewai.com/cb?token=t",
         "assigned_to": {"id": 7, "email": "boss@company.com", "name": "Boss"},
         "escalated_at": "2026-01-14T13:00:00Z", "sla_target_minutes": 60});
-    let response = post_amp(
-        &app,
-        "/amp/flows/flow-hitl",
-        &auth,
-        escalation.to_string().as_bytes(),
-    )
-    .await;
-    assert_eq!(response.status(), 200);
-    let receipt: Value = response.json().await.expect("json");
+    let receipt = accepted(&app, "/amp/flows/flow-hitl", &auth, &escalation).await;
     assert_eq!(receipt["event_type"], "amp.flow_escalation");
     assert_eq!(
         receipt["checkpoint_id"], id,
@@ -807,14 +803,7 @@ async fn flow_requests_in_both_shapes_and_escalations_make_one_checkpoint(db: Te
         "flow_execution_id": "fx-2", "method_name": "approve_budget", "message": "Budget?",
         "emit": ["approved", "rejected"], "default_outcome": "rejected",
         "callback_url": "https://api.crewai.com/cb2?token=u"});
-    let response = post_amp(
-        &app,
-        "/amp/flows/flow-hitl",
-        &auth,
-        unseen.to_string().as_bytes(),
-    )
-    .await;
-    assert_eq!(response.status(), 200);
+    accepted(&app, "/amp/flows/flow-hitl", &auth, &unseen).await;
     let cp = app.checkpoint("amp-flow-req-2").await;
     assert_eq!(cp["kickoff_id"], "fx-2");
     assert_eq!(
@@ -840,15 +829,13 @@ async fn event_streams_and_legacy_webhooks_are_recorded(db: TestDb) {
         {"id": "e2", "execution_id": "run-1", "timestamp": "2025-02-16T10:58:45", "type": "task_started", "data": {}},
         {"id": "e3", "execution_id": "run-1", "timestamp": "2025-02-16T10:58:46", "type": "llm_call_started", "data": {"model": "gpt-4"}}
     ]});
-    let response = post_amp(
+    let out = accepted(
         &app,
         "/amp/crews/events",
         &bearer("amp-inbound-token-1"),
-        batch.to_string().as_bytes(),
+        &batch,
     )
     .await;
-    assert_eq!(response.status(), 200);
-    let out: Value = response.json().await.expect("json");
     // The repeated e2 is received and counted as a duplicate, stored once.
     assert_eq!(batch_counts(&out), [4, 3, 1]);
 
@@ -943,29 +930,19 @@ async fn sources_are_kept_apart_and_streams_cannot_ask_for_review(db: TestDb) {
         .expect("run");
     let started = json!({"events": [{"id": "e-1", "execution_id": "run-one",
         "timestamp": "2026-01-01T00:00:00Z", "type": "crew_kickoff_started", "data": {}}]});
-    let response = post_amp(
-        &app,
-        "/amp/one/events",
-        &one,
-        started.to_string().as_bytes(),
-    )
-    .await;
-    assert_eq!(response.status(), 200);
+    accepted(&app, "/amp/one/events", &one, &started).await;
 
     // The same event id from another deployment is another event, and it does not end a run
     // started through "one" (it is recorded all the same).
     let failed = json!({"events": [{"id": "e-1", "execution_id": "run-one",
         "timestamp": "2026-01-01T00:00:01Z", "type": "crew_kickoff_failed", "data": {}}]});
-    let response = post_amp(&app, "/amp/two/events", &two, failed.to_string().as_bytes()).await;
-    assert_eq!(response.status(), 200);
-    let batch: Value = response.json().await.expect("json");
+    let batch = accepted(&app, "/amp/two/events", &two, &failed).await;
     assert_eq!(
         (batch["accepted"].as_u64(), batch["duplicates"].as_u64()),
         (Some(1), Some(0))
     );
     let crew = json!({"kickoff_id": "run-one", "result": "done"});
-    let response = post_amp(&app, "/amp/two/crew", &two, crew.to_string().as_bytes()).await;
-    assert_eq!(response.status(), 200);
+    accepted(&app, "/amp/two/crew", &two, &crew).await;
     let execution: Value = app
         .get(ADMIN_KEY, "/v1/executions/run-one")
         .await

@@ -67,6 +67,27 @@ async fn ask(app: &TestApp, amp: &AmpStandIn, execution: &str, output: &str) -> 
         .to_owned()
 }
 
+/// A bearer source for flows (AMP's token is `INBOUND`), with `emit_map`.
+async fn flow_source(app: &TestApp, name: &str, emit_map: Value) {
+    create_source(
+        app,
+        &json!({"name": name, "auth": "bearer", "token": INBOUND, "emit_map": emit_map}),
+    )
+    .await;
+}
+
+/// AMP's flow HITL webhook for request `id`, to be answered at `callback`; it must be accepted.
+async fn ask_flow(app: &TestApp, source: &str, id: &str, callback: &str) {
+    let response = post_amp(
+        app,
+        &format!("/amp/{source}/flow-hitl"),
+        &bearer(INBOUND),
+        &new_request(id, callback),
+    )
+    .await;
+    assert_eq!(response.status(), 200, "flow request {id}");
+}
+
 /// Waits for `checkpoint`'s `kind` delivery to reach `state`, and checks that its last error
 /// says why (names `because`).
 async fn ended(app: &TestApp, checkpoint: &str, kind: &str, state: &str, because: &str) -> Value {
@@ -268,19 +289,9 @@ async fn crew_decisions_map_to_resume_and_stop_and_finished_runs_are_resolved_el
 async fn a_flow_decision_answers_its_callback_and_an_answer_in_amp_is_not_retried(db: TestDb) {
     let amp = AmpStandIn::start().await;
     let app = TestApp::spawn_with(db, fast).await;
-    create_source(
-        &app,
-        &json!({"name": "flows", "auth": "bearer", "token": INBOUND}),
-    )
-    .await;
+    flow_source(&app, "flows", json!({})).await;
 
-    let body = new_request("req-1", &amp.callback_url("req-1"));
-    assert_eq!(
-        post_amp(&app, "/amp/flows/flow-hitl", &bearer(INBOUND), &body)
-            .await
-            .status(),
-        200
-    );
+    ask_flow(&app, "flows", "req-1", &amp.callback_url("req-1")).await;
     let id = "amp-flow-req-1";
     assert_eq!(
         app.decide(ADMIN_KEY, id, "continue", None).await.status(),
@@ -300,8 +311,7 @@ async fn a_flow_decision_answers_its_callback_and_an_answer_in_amp_is_not_retrie
     app.delivery_in_state(id, "amp.feedback", "delivered").await;
 
     // Revise sends the reviewer's words.
-    let body = new_request("req-2", &amp.callback_url("req-2"));
-    post_amp(&app, "/amp/flows/flow-hitl", &bearer(INBOUND), &body).await;
+    ask_flow(&app, "flows", "req-2", &amp.callback_url("req-2")).await;
     app.decide(ADMIN_KEY, "amp-flow-req-2", "revise", Some("Shorter title"))
         .await;
     let calls = amp.wait_for("/callbacks/req-2", 1, 10).await;
@@ -316,8 +326,7 @@ async fn a_flow_decision_answers_its_callback_and_an_answer_in_amp_is_not_retrie
             "message": "This request was already answered via email"}),
         )],
     );
-    let body = new_request("req-3", &amp.callback_url("req-3"));
-    post_amp(&app, "/amp/flows/flow-hitl", &bearer(INBOUND), &body).await;
+    ask_flow(&app, "flows", "req-3", &amp.callback_url("req-3")).await;
     app.decide(ADMIN_KEY, "amp-flow-req-3", "stop", None).await;
     let d = ended(
         &app,
@@ -345,20 +354,10 @@ async fn a_flow_decision_answers_its_callback_and_an_answer_in_amp_is_not_retrie
 async fn a_flow_stop_answers_its_request_and_leaves_the_flows_other_requests_open(db: TestDb) {
     let amp = AmpStandIn::start().await;
     let app = TestApp::spawn_with(db, fast).await;
-    create_source(
-        &app,
-        &json!({"name": "flows", "auth": "bearer", "token": INBOUND}),
-    )
-    .await;
+    flow_source(&app, "flows", json!({})).await;
     // Two requests of one flow run (both carry flow_id "flow_abc123").
     for id in ["req-a", "req-b"] {
-        let body = new_request(id, &amp.callback_url(id));
-        assert_eq!(
-            post_amp(&app, "/amp/flows/flow-hitl", &bearer(INBOUND), &body)
-                .await
-                .status(),
-            200
-        );
+        ask_flow(&app, "flows", id, &amp.callback_url(id)).await;
     }
     // The callback token answers the request: reviewers reading the trail never see it.
     let reviewer = app.create_key("reviewer", "reviewer").await;
@@ -407,16 +406,14 @@ async fn a_flow_stop_answers_its_request_and_leaves_the_flows_other_requests_ope
 async fn a_sources_emit_map_decides_what_a_flow_hears_and_lets_it_skip(db: TestDb) {
     let amp = AmpStandIn::start().await;
     let app = TestApp::spawn_with(db, fast).await;
-    create_source(
+    flow_source(
         &app,
-        &json!({"name": "mapped", "auth": "bearer", "token": INBOUND,
-            "emit_map": {"continue": "request_changes", "skip": "approved"}}),
+        "mapped",
+        json!({"continue": "request_changes", "skip": "approved"}),
     )
     .await;
     for id in ["m-1", "m-2"] {
-        let body = new_request(id, &amp.callback_url(id));
-        let response = post_amp(&app, "/amp/mapped/flow-hitl", &bearer(INBOUND), &body).await;
-        assert_eq!(response.status(), 200);
+        ask_flow(&app, "mapped", id, &amp.callback_url(id)).await;
     }
     // No default_outcome in the request, but the source says what skip sends.
     let cp = app.checkpoint("amp-flow-m-1").await;
@@ -449,19 +446,7 @@ async fn a_sources_emit_map_decides_what_a_flow_hears_and_lets_it_skip(db: TestD
 async fn flow_callbacks_retry_failures_and_dead_letter_refused_tokens(db: TestDb) {
     let amp = AmpStandIn::start().await;
     let app = TestApp::spawn_with(db, fast).await;
-    create_source(
-        &app,
-        &json!({"name": "flows", "auth": "bearer", "token": INBOUND}),
-    )
-    .await;
-    let ask = |id: &str, url: String| {
-        let body = new_request(id, &url);
-        let app = &app;
-        async move {
-            let response = post_amp(app, "/amp/flows/flow-hitl", &bearer(INBOUND), &body).await;
-            assert_eq!(response.status(), 200);
-        }
-    };
+    flow_source(&app, "flows", json!({})).await;
     // A 503, then a reply slower than the client waits: both retried, then delivered.
     amp.script(
         "/callbacks/f-retry",
@@ -470,12 +455,18 @@ async fn flow_callbacks_retry_failures_and_dead_letter_refused_tokens(db: TestDb
             Scripted::Slow(Duration::from_millis(1500)),
         ],
     );
-    ask("f-retry", amp.callback_url("f-retry")).await;
+    ask_flow(&app, "flows", "f-retry", &amp.callback_url("f-retry")).await;
     // A token AMP does not accept (the request was re-issued): dead at once.
     let wrong = amp.callback_url("f-token").replace("token=", "token=stale");
-    ask("f-token", wrong).await;
+    ask_flow(&app, "flows", "f-token", &wrong).await;
     // A request AMP does not know: dead at once.
-    ask("f-gone", amp.url("/callbacks/f-gone?token=t")).await;
+    ask_flow(
+        &app,
+        "flows",
+        "f-gone",
+        &amp.url("/callbacks/f-gone?token=t"),
+    )
+    .await;
     for id in ["f-retry", "f-token", "f-gone"] {
         let cp = format!("amp-flow-{id}");
         assert_eq!(
