@@ -28,6 +28,8 @@ pub enum Key {
 pub struct AmpEvent {
     pub envelope: EventEnvelope,
     pub key: Key,
+    /// The body to store in place of the one received (secrets taken out); `None`: as received.
+    pub stored_body: Option<String>,
 }
 
 /// The legacy per-URL webhooks of a kickoff (`taskWebhookUrl`, `stepWebhookUrl`, `crewWebhookUrl`).
@@ -242,6 +244,7 @@ pub fn human_input(source: &str, body: &[u8]) -> Result<AmpEvent, EnvelopeError>
     Ok(AmpEvent {
         envelope: env,
         key: Key::Body,
+        stored_body: None,
     })
 }
 
@@ -425,7 +428,11 @@ impl FlowRequest {
         };
         let mut env = envelope(EventKind::CheckpointRequired, self.kickoff_id);
         env.checkpoint = Some(self.spec);
-        AmpEvent { envelope: env, key }
+        AmpEvent {
+            envelope: env,
+            key,
+            stored_body: Some(self.stored_body),
+        }
     }
 
     /// The event recorded for an escalation of a request whose checkpoint exists: an entry in
@@ -437,6 +444,7 @@ impl FlowRequest {
         AmpEvent {
             envelope: env,
             key: Key::Body,
+            stored_body: Some(self.stored_body),
         }
     }
 }
@@ -454,6 +462,7 @@ pub fn legacy(hook: LegacyHook, body: &[u8]) -> Result<AmpEvent, EnvelopeError> 
     Ok(AmpEvent {
         envelope: envelope(kind, Some(kickoff)),
         key: Key::Body,
+        stored_body: None,
     })
 }
 

@@ -164,7 +164,7 @@ async fn ingest(
     now: Timestamp,
 ) -> ApiResult<Answer> {
     let label = format!("amp:{}:{how}", source.name);
-    let item = |event: AmpEvent, stored: Option<String>, round: i64| -> ApiResult<IngestItem> {
+    let item = |event: AmpEvent, round: i64| -> ApiResult<IngestItem> {
         let identity = match event.key {
             Key::Id(id) => EventIdentity::from_event_id(&format!("amp:{}:{id}", source.name)),
             Key::Body => {
@@ -177,7 +177,7 @@ async fn ingest(
                 EventIdentity::from_body_hash(&hex::encode(digest.finalize()))
             }
         };
-        let payload = match stored {
+        let payload = match event.stored_body {
             Some(stored) => stored,
             None => String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::MalformedJson {
                 line: 1,
@@ -193,7 +193,7 @@ async fn ingest(
             received_at: now,
         })
     };
-    let (event, stored) = match endpoint {
+    let event = match endpoint {
         Endpoint::Events => {
             let batch = Batch::parse(bytes).map_err(envelope_error)?;
             let items = amp_stream::items(state, &source.name, batch.events, &label, now).await?;
@@ -206,7 +206,7 @@ async fn ingest(
             // A task asks again after each revision, possibly with the very same body (a
             // deterministic model): the rounds closed before it keep it from being a duplicate.
             let round = closed_rounds(state, &event).await?;
-            return commit(state, vec![item(event, None, round)?], true).await;
+            return commit(state, vec![item(event, round)?], true).await;
         }
         Endpoint::Legacy(hook) => {
             let mut event = inbound::legacy(hook, bytes).map_err(envelope_error)?;
@@ -220,7 +220,7 @@ async fn ingest(
             {
                 event.envelope.kind = EventKind::Other(event.envelope.event_type.clone());
             }
-            (event, None)
+            event
         }
         Endpoint::FlowHitl => {
             let mut request = inbound::flow_request(&source.name, bytes).map_err(envelope_error)?;
@@ -244,10 +244,10 @@ async fn ingest(
                     format!("callback_url: {e}"),
                 ));
             }
-            // The callback's token answers the request: it stays in the origin, not the trail.
-            let stored = Some(std::mem::take(&mut request.stored_body));
             // An escalation of a request already here annotates it instead of asking again.
-            let event = if request.event == FlowEvent::Escalation
+            // The stored body is the request's without its answering secrets (they stay in
+            // the origin, not the trail).
+            if request.event == FlowEvent::Escalation
                 && state
                     .store
                     .get_checkpoint(&request.checkpoint_id)
@@ -257,11 +257,10 @@ async fn ingest(
                 request.annotation()
             } else {
                 request.creating()
-            };
-            (event, stored)
+            }
         }
     };
-    commit(state, vec![item(event, stored, 0)?], true).await
+    commit(state, vec![item(event, 0)?], true).await
 }
 
 /// How many of the execution's checkpoints are closed already: read from the execution's own
