@@ -41,28 +41,21 @@ pub(crate) fn respond(result: ApiResult<Answer>) -> Response {
     };
     metrics::counter!("hitlhook_ingest_total", "outcome" => outcome, "reason" => reason)
         .increment(1);
-    match result {
-        Ok(Answer::Single { receipt, replayed }) => {
-            let mut response = (StatusCode::OK, axum::Json(receipt)).into_response();
-            if replayed {
-                response
-                    .headers_mut()
-                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
-            }
-            response
-        }
-        Ok(Answer::Batch(batch)) => {
-            let replayed = batch.received > 0 && batch.duplicates == batch.received;
-            let mut response = (StatusCode::OK, axum::Json(batch)).into_response();
-            if replayed {
-                response
-                    .headers_mut()
-                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
-            }
-            response
-        }
-        Err(e) => e.into_response(),
+    let answer = match result {
+        Ok(answer) => answer,
+        Err(e) => return e.into_response(),
+    };
+    let replayed = answer.replayed();
+    let mut response = match answer {
+        Answer::Single { receipt, .. } => (StatusCode::OK, axum::Json(receipt)).into_response(),
+        Answer::Batch(batch) => (StatusCode::OK, axum::Json(batch)).into_response(),
+    };
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
+    response
 }
 
 /// What a successful request is told.
@@ -72,6 +65,14 @@ pub(crate) enum Answer {
 }
 
 impl Answer {
+    /// Nothing in the request was new: a redelivery, answered as the first time.
+    fn replayed(&self) -> bool {
+        match self {
+            Answer::Single { replayed, .. } => *replayed,
+            Answer::Batch(b) => b.received > 0 && b.duplicates == b.received,
+        }
+    }
+
     /// Counts a batch's events whose `id` came earlier in the same batch: received, and
     /// duplicates (they were not stored twice).
     pub(crate) fn with_repeated(mut self, repeated: usize) -> Self {
