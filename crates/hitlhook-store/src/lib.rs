@@ -9,6 +9,7 @@ mod outbox;
 mod rows;
 pub mod seed;
 mod sql;
+mod sqlite_ingest;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -39,6 +40,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error")]
     Backend(#[from] sqlx::Error),
+    #[error("database error")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }

@@ -115,6 +115,12 @@ async fn active_filters(c: &mut AnyConnection) -> StoreResult<Vec<SubscriptionFi
         .collect())
 }
 
+/// One delivery, due now: id, kind, checkpoint, kickoff, event type, target, payload, attempt
+/// limit, now. (`$9` thrice: SQLite numbers a repeated parameter once.)
+pub(crate) const INSERT_DELIVERY: &str = "insert into deliveries (id, kind, checkpoint_id, \
+    kickoff_id, event_type, target, payload, state, attempts, max_attempts, next_at, created_at, \
+    updated_at) values ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $9, $9, $9)";
+
 /// Inserts one delivery, due now. Returns its id.
 pub(crate) async fn insert(
     c: &mut AnyConnection,
@@ -124,22 +130,18 @@ pub(crate) async fn insert(
 ) -> StoreResult<String> {
     let id = uuid::Uuid::now_v7().to_string();
     let max = d.max_attempts.unwrap_or(default_max).max(1);
-    sqlx::query(
-        "insert into deliveries (id, kind, checkpoint_id, kickoff_id, event_type, target, payload, state, \
-         attempts, max_attempts, next_at, created_at, updated_at) \
-         values ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $9, $9, $9)",
-    )
-    .bind(&id)
-    .bind(d.kind.as_str())
-    .bind(d.checkpoint_id.as_deref())
-    .bind(d.kickoff_id.as_deref())
-    .bind(&d.event_type)
-    .bind(&d.target)
-    .bind(&d.payload)
-    .bind(i64::from(max))
-    .bind(now.millis())
-    .execute(&mut *c)
-    .await?;
+    sqlx::query(INSERT_DELIVERY)
+        .bind(&id)
+        .bind(d.kind.as_str())
+        .bind(d.checkpoint_id.as_deref())
+        .bind(d.kickoff_id.as_deref())
+        .bind(&d.event_type)
+        .bind(&d.target)
+        .bind(&d.payload)
+        .bind(i64::from(max))
+        .bind(now.millis())
+        .execute(&mut *c)
+        .await?;
     Ok(id)
 }
 

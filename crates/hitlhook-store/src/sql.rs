@@ -26,6 +26,7 @@ use crate::batch;
 use crate::model::*;
 use crate::outbox::{self, OutboxSettings, Planner};
 use crate::rows::{self, API_KEY_COLUMNS, CHECKPOINT_COLUMNS, EVENT_COLUMNS, EXECUTION_COLUMNS};
+use crate::sqlite_ingest::SqliteIngest;
 use crate::{Store, StoreError, StoreResult};
 use hitlhook_domain::amp::{Origin, OriginKind};
 
@@ -34,13 +35,13 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
 /// Per-connection SQLite settings. WAL lets readers run beside the single writer;
 /// `synchronous=FULL` makes every commit durable before the HTTP 2xx is sent.
-const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;";
 
 /// The writer keeps more of the database in its page cache than SQLite's 2 MiB default: every
 /// event touches a few pages of the unique-key indexes at random places, and re-reading them
 /// from the OS page cache was a visible part of the write path. The cache fills only as used.
-const SQLITE_WRITER_PRAGMAS: &str = "PRAGMA cache_size = -65536;";
+pub(crate) const SQLITE_WRITER_PRAGMAS: &str = "PRAGMA cache_size = -65536;";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -58,6 +59,8 @@ pub struct SqlStore {
     outbox: RwLock<Arc<OutboxSettings>>,
     /// Deliveries planned by this process (see `Store::deliveries_planned`).
     planned: Arc<AtomicU64>,
+    /// SQLite's ingest writer thread (file databases only).
+    sqlite_ingest: Option<SqliteIngest>,
 }
 
 impl SqlStore {
@@ -84,12 +87,20 @@ impl SqlStore {
             };
             let writer = pool(1, true).connect_with(options.clone()).await?;
             let reader = pool(4, false).connect_with(options).await?;
+            let sqlite_ingest = match sqlite_file(&url) {
+                Some(path) => Some(SqliteIngest::start(
+                    &path,
+                    &format!("{SQLITE_PRAGMAS} {SQLITE_WRITER_PRAGMAS}"),
+                )?),
+                None => None,
+            };
             Ok(Self {
                 backend: Backend::Sqlite,
                 writer,
                 reader,
                 outbox: RwLock::default(),
                 planned: Arc::default(),
+                sqlite_ingest,
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = AnyPoolOptions::new()
@@ -103,6 +114,7 @@ impl SqlStore {
                 reader: pool,
                 outbox: RwLock::default(),
                 planned: Arc::default(),
+                sqlite_ingest: None,
             })
         } else {
             Err(StoreError::UnsupportedUrl(crate::redact_url(url)))
@@ -121,13 +133,16 @@ impl SqlStore {
         }
     }
 
-    fn planner(&self) -> Planner {
+    fn outbox_settings(&self) -> Arc<OutboxSettings> {
         // A poisoned lock only means a panic elsewhere mid-write of an Arc: the value is whole.
-        let settings = match self.outbox.read() {
+        match self.outbox.read() {
             Ok(guard) => Arc::clone(&guard),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        };
-        Planner::new(settings, Arc::clone(&self.planned))
+        }
+    }
+
+    fn planner(&self) -> Planner {
+        Planner::new(self.outbox_settings(), Arc::clone(&self.planned))
     }
 }
 
@@ -168,6 +183,17 @@ pub(crate) fn sqlite_url(url: &str) -> StoreResult<String> {
         format!("{query}&mode=rwc")
     };
     Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// The file behind a normalised SQLite URL (`sqlite_url`), unless it is in memory or read-only:
+/// where the ingest thread's own connection could not see or write the same database.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://")?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let plain = query
+        .split('&')
+        .all(|option| option == "mode=rwc" || option == "mode=rw");
+    (plain && !path.starts_with(':')).then(|| path.into())
 }
 
 /// A bound parameter of a dynamically built query.
@@ -612,7 +638,23 @@ impl Store for SqlStore {
     }
 
     async fn ingest(&self, batch: &[IngestItem]) -> StoreResult<Vec<IngestOutcome>> {
-        let mut tx = self.writer.begin().await?;
+        // Held throughout: on SQLite the one writer connection is also the lock that keeps the
+        // ingest thread's writes from overlapping with every other write.
+        let mut writer = self.writer.acquire().await?;
+        if let Some(thread) = &self.sqlite_ingest {
+            match thread.write(batch, self.outbox_settings()).await {
+                Ok(Some(written)) => {
+                    self.planned
+                        .fetch_add(written.deliveries, Ordering::Release);
+                    return Ok(written.outcomes);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    warn!(error = %error, events = batch.len(), "SQLite ingest thread failed; writing through the general path");
+                }
+            }
+        }
+        let mut tx = writer.begin().await?;
         let mut planner = self.planner();
         match batch::ingest_fast(&mut tx, self.backend, &mut planner, batch).await {
             Ok(outcomes) => {
@@ -626,7 +668,7 @@ impl Store for SqlStore {
                 warn!(error = %error, events = batch.len(), "batch fast path abandoned; writing per event");
             }
         }
-        let mut tx = self.writer.begin().await?;
+        let mut tx = writer.begin().await?;
         // Deliveries planned by the abandoned attempt were rolled back with it: plan afresh.
         let mut planner = self.planner();
         let mut outcomes = Vec::with_capacity(batch.len());
