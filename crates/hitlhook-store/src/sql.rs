@@ -61,6 +61,8 @@ pub struct SqlStore {
     planned: Arc<AtomicU64>,
     /// SQLite's ingest writer thread (file databases only).
     sqlite_ingest: Option<SqliteIngest>,
+    /// Batches that thread wrote; the others went through the general path.
+    thread_batches: AtomicU64,
 }
 
 impl SqlStore {
@@ -101,6 +103,7 @@ impl SqlStore {
                 outbox: RwLock::default(),
                 planned: Arc::default(),
                 sqlite_ingest,
+                thread_batches: AtomicU64::new(0),
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = AnyPoolOptions::new()
@@ -115,6 +118,7 @@ impl SqlStore {
                 outbox: RwLock::default(),
                 planned: Arc::default(),
                 sqlite_ingest: None,
+                thread_batches: AtomicU64::new(0),
             })
         } else {
             Err(StoreError::UnsupportedUrl(crate::redact_url(url)))
@@ -131,6 +135,21 @@ impl SqlStore {
             Ok(guard) => guard.max_attempts,
             Err(poisoned) => poisoned.into_inner().max_attempts,
         }
+    }
+
+    /// The same store, writing every batch through the general path (tests compare the two).
+    #[cfg(feature = "testing")]
+    #[must_use]
+    pub fn without_ingest_thread(mut self) -> Self {
+        self.sqlite_ingest = None;
+        self
+    }
+
+    /// Batches SQLite's ingest thread has written.
+    #[cfg(feature = "testing")]
+    #[must_use]
+    pub fn thread_batches(&self) -> u64 {
+        self.thread_batches.load(Ordering::Relaxed)
     }
 
     fn outbox_settings(&self) -> Arc<OutboxSettings> {
@@ -646,6 +665,7 @@ impl Store for SqlStore {
                 Ok(Some(written)) => {
                     self.planned
                         .fetch_add(written.deliveries, Ordering::Release);
+                    self.thread_batches.fetch_add(1, Ordering::Relaxed);
                     return Ok(written.outcomes);
                 }
                 Ok(None) => {}

@@ -1,0 +1,254 @@
+//! SQLite's ingest thread against the general path it stands in for: the same batch gives the
+//! same outcomes, audit trail, executions and deliveries; batches it declines still land; and
+//! decisions made while it writes neither fail nor wait on `SQLITE_BUSY`.
+
+use std::sync::Arc;
+
+use hitlhook_domain::{Action, DeliveryPlan};
+use hitlhook_store::testing::TestDb;
+use hitlhook_store::*;
+use serde_json::json;
+
+mod common;
+use common::*;
+
+async fn open(db: &TestDb) -> SqlStore {
+    let store = SqlStore::open(&db.url).await.expect("open");
+    store.migrate().await.expect("migrate");
+    store.set_delivery_plan(
+        DeliveryPlan {
+            slack_post: true,
+            email: true,
+            default_recipients: vec!["ops@example.com".into()],
+            ..DeliveryPlan::default()
+        },
+        5,
+    );
+    store
+        .create_subscription(NewSubscription {
+            id: "sub-1".into(),
+            url: "https://hooks.example.com/in".into(),
+            secret: "s3cret".into(),
+            event_types: vec!["*".into()],
+            description: None,
+            created_at: T0,
+        })
+        .await
+        .expect("subscribe");
+    store
+}
+
+/// What a store holds, without the ids it generates (delivery ids are UUIDs).
+async fn contents(store: &SqlStore, kickoffs: &[&str]) -> String {
+    let events = store
+        .list_events(&EventQuery {
+            limit: 1000,
+            ..EventQuery::default()
+        })
+        .await
+        .expect("events");
+    let mut executions = Vec::new();
+    let mut checkpoints = Vec::new();
+    for k in kickoffs {
+        executions.push(store.get_execution(k).await.expect("execution"));
+    }
+    for e in &events.items {
+        if let Some(id) = &e.checkpoint_id {
+            checkpoints.push(store.get_checkpoint(id).await.expect("checkpoint"));
+        }
+    }
+    let deliveries: Vec<String> = store
+        .list_deliveries(&DeliveryQuery {
+            state: None,
+            checkpoint_id: None,
+            kind: None,
+            limit: 1000,
+            cursor: None,
+        })
+        .await
+        .expect("deliveries")
+        .items
+        .into_iter()
+        .map(|d| {
+            format!(
+                "{} {:?} {:?} {:?} {} {} {} {:?} {} {}",
+                d.seq,
+                d.kind,
+                d.checkpoint_id,
+                d.kickoff_id,
+                d.event_type,
+                d.target,
+                d.payload,
+                d.state,
+                d.max_attempts,
+                d.next_at.millis()
+            )
+        })
+        .collect();
+    format!("{events:?}\n{executions:?}\n{checkpoints:?}\n{deliveries:#?}")
+}
+
+#[tokio::test]
+async fn the_ingest_thread_writes_what_the_general_path_writes() {
+    let (a, b) = (TestDb::sqlite(), TestDb::sqlite());
+    let thread = open(&a).await;
+    let general = open(&b).await.without_ingest_thread();
+    let earlier = [item(
+        "ev:0",
+        &json!({"event_type": "task.started", "kickoff_id": "k-1"}),
+    )];
+    let mut invalid = checkpoint_event("cp-bad", "k-1");
+    invalid["allowed_actions"] = json!([]);
+    let mut with_recipients = checkpoint_event("cp-2", "k-2");
+    with_recipients["recipients"] = json!(["reviewer@example.com"]);
+    let batch = [
+        item("ev:1", &checkpoint_event("cp-1", "k-1")),
+        item(
+            "ev:2",
+            &json!({"event_type": "task.completed", "kickoff_id": "k-1"}),
+        ),
+        item("ev:3", &invalid),
+        item("ev:4", &with_recipients),
+        item(
+            "ev:5",
+            &json!({"event_type": "step.completed", "kickoff_id": "k-2"}),
+        ),
+        item(
+            "ev:6",
+            &json!({"event_type": "crew.log", "detail": "no run"}),
+        ),
+        item(
+            "ev:7",
+            &json!({"event_type": "task.failed", "kickoff_id": "k-3"}),
+        ),
+    ];
+    let mut outcomes = Vec::new();
+    for store in [&thread, &general] {
+        store.ingest(&earlier).await.expect("earlier event");
+        outcomes.push(format!("{:?}", store.ingest(&batch).await.expect("batch")));
+    }
+    assert_eq!(thread.thread_batches(), 2, "the thread wrote both batches");
+    assert_eq!(general.thread_batches(), 0);
+    assert_eq!(outcomes[0], outcomes[1]);
+    assert!(
+        outcomes[0].contains("InvalidCheckpoint"),
+        "the invalid checkpoint is refused: {}",
+        outcomes[0]
+    );
+    let kickoffs = ["k-1", "k-2", "k-3"];
+    let (written, expected) = (
+        contents(&thread, &kickoffs).await,
+        contents(&general, &kickoffs).await,
+    );
+    assert_eq!(written, expected);
+    assert!(
+        written.contains("reviewer@example.com")
+            && written.contains("sub-1")
+            && written.contains("execution.updated"),
+        "email, webhook and status-change deliveries were planned: {written}"
+    );
+    assert_eq!(thread.deliveries_planned(), general.deliveries_planned());
+    assert!(thread.deliveries_planned() > 0);
+}
+
+#[tokio::test]
+async fn batches_the_thread_declines_are_written_by_the_general_path() {
+    let db = TestDb::sqlite();
+    let store = open(&db).await;
+    let first = item("ev:1", &checkpoint_event("cp-1", "k-1"));
+    store
+        .ingest(std::slice::from_ref(&first))
+        .await
+        .expect("ingest");
+    assert_eq!(store.thread_batches(), 1);
+    // A redelivery beside a new event; an id twice in one batch; an execution that ends with a
+    // pending checkpoint (its cancellation cascade).
+    let declined: [Vec<IngestItem>; 3] = [
+        vec![first, item("ev:2", &checkpoint_event("cp-2", "k-2"))],
+        vec![
+            item("ev:3", &checkpoint_event("cp-3", "k-3")),
+            item("ev:3", &checkpoint_event("cp-3", "k-3")),
+        ],
+        vec![item(
+            "ev:4",
+            &json!({"event_type": "crew.completed", "kickoff_id": "k-1"}),
+        )],
+    ];
+    let mut results = Vec::new();
+    for batch in &declined {
+        results.push(store.ingest(batch).await.expect("ingest"));
+    }
+    assert_eq!(store.thread_batches(), 1, "all three declined");
+    assert!(matches!(results[0][0], IngestOutcome::Duplicate(_)));
+    assert!(matches!(results[0][1], IngestOutcome::Accepted { .. }));
+    assert!(matches!(results[1][0], IngestOutcome::Accepted { .. }));
+    assert!(matches!(results[1][1], IngestOutcome::Duplicate(_)));
+    assert!(matches!(&results[2][0], IngestOutcome::Accepted { closed, .. } if closed.len() == 1));
+    let cp = store
+        .get_checkpoint("cp-1")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(cp.status, hitlhook_domain::CheckpointStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn decisions_made_while_the_thread_writes_all_succeed() {
+    let db = TestDb::sqlite();
+    let store: Arc<dyn Store> = Arc::new(open(&db).await);
+    let seed: Vec<IngestItem> = (0..40)
+        .map(|i| {
+            item(
+                &format!("ev:seed-{i}"),
+                &checkpoint_event(&format!("cp-{i}"), "k-seed"),
+            )
+        })
+        .collect();
+    store.ingest(&seed).await.expect("seed");
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let writer = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let batch: Vec<IngestItem> = (0..16)
+                .map(|j| {
+                    let n = i * 16 + j;
+                    item(
+                        &format!("ev:{n}"),
+                        &checkpoint_event(&format!("new-{n}"), &format!("k-{}", n % 7)),
+                    )
+                })
+                .collect();
+            let outcomes = writer.ingest(&batch).await.expect("ingest");
+            assert!(
+                outcomes
+                    .iter()
+                    .all(|o| matches!(o, IngestOutcome::Accepted { .. }))
+            );
+        }));
+        let decider = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let decided = decider
+                .decide(
+                    &format!("cp-{i}"),
+                    decision(Action::Continue, None),
+                    "test",
+                    T0,
+                )
+                .await
+                .expect("decide");
+            assert!(
+                matches!(decided, DecideOutcome::Decided { .. }),
+                "{decided:?}"
+            );
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let ex = store
+        .get_execution("k-seed")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!((ex.checkpoints_total, ex.checkpoints_pending), (40, 0));
+}
