@@ -89,13 +89,14 @@ impl SqlStore {
             };
             let writer = pool(1, true).connect_with(options.clone()).await?;
             let reader = pool(4, false).connect_with(options).await?;
-            let sqlite_ingest = match sqlite_file(&url) {
-                Some(path) => Some(SqliteIngest::start(
-                    &path,
-                    &format!("{SQLITE_PRAGMAS} {SQLITE_WRITER_PRAGMAS}"),
-                )?),
-                None => None,
-            };
+            let pragmas = format!("{SQLITE_PRAGMAS} {SQLITE_WRITER_PRAGMAS}");
+            let sqlite_ingest = sqlite_file(&url).and_then(|path| {
+                SqliteIngest::start(&path, &pragmas)
+                    .inspect_err(|e| {
+                        warn!(error = %e, path = %path.display(), "SQLite ingest thread not started: every batch goes through the general (slower) path");
+                    })
+                    .ok()
+            });
             Ok(Self {
                 backend: Backend::Sqlite,
                 writer,

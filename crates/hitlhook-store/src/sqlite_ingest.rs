@@ -17,7 +17,7 @@ use hitlhook_domain::action;
 use hitlhook_domain::{
     Execution, ExecutionStatus, NewDelivery, Occurrence, SubscriptionFilter, Timestamp,
 };
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use crate::model::{IngestItem, IngestOutcome, IngestRejection, Receipt};
@@ -45,9 +45,13 @@ pub(crate) struct SqliteIngest {
 }
 
 impl SqliteIngest {
-    /// Opens `path` with `pragmas` (the store writer's) and starts the thread.
+    /// Opens `path` (which sqlx has already created) with `pragmas`, the store writer's, and
+    /// starts the thread.
     pub(crate) fn start(path: &Path, pragmas: &str) -> StoreResult<Self> {
-        let mut conn = Connection::open(path)?;
+        // Never create: a path sqlx spells differently (percent escapes) must fail here rather
+        // than give the thread an empty database of its own.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(path, flags)?;
         conn.execute_batch(pragmas)?;
         conn.set_prepared_statement_cache_capacity(16);
         let (jobs, queue) = mpsc::channel::<Job>();
