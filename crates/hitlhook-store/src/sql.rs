@@ -1,7 +1,8 @@
 //! The one implementation of [`Store`], over sqlx's `Any` driver. Both backends run the same SQL
 //! (`$n` placeholders, `on conflict`, `returning`), so there is a single code path to review and
 //! the contract tests prove it on each. What differs — connection setup, migrations, pool shape —
-//! is decided in [`SqlStore::open`].
+//! is decided in [`SqlStore::open`]. One exception, for speed: SQLite's common ingest batches are
+//! written by `sqlite_ingest`, which declines the rest back to this path.
 
 use std::path::Path;
 use std::str::FromStr;
