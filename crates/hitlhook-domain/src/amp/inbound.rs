@@ -116,6 +116,9 @@ fn origin_only(url: &str) -> String {
 
 /// Event type stored for an escalation of a request that already has its checkpoint.
 pub const ESCALATION_EVENT: &str = "amp.flow_escalation";
+/// Event type stored for a `new_request` that arrives after its checkpoint exists with other
+/// content (its escalation came first and asked).
+pub const LATE_REQUEST_EVENT: &str = "amp.flow_new_request";
 
 /// A flow request's checkpoint id is this and the request id.
 const FLOW_CHECKPOINT_PREFIX: &str = "amp-flow-";
@@ -422,10 +425,7 @@ impl FlowRequest {
     /// hitlhook never saw).
     #[must_use]
     pub fn creating(self) -> AmpEvent {
-        let key = match self.event {
-            FlowEvent::NewRequest => Key::Id(format!("flow:{}:new_request", self.request_id)),
-            FlowEvent::Escalation => Key::Body,
-        };
+        let key = self.key();
         let mut env = envelope(EventKind::CheckpointRequired, self.kickoff_id);
         env.checkpoint = Some(self.spec);
         AmpEvent {
@@ -435,16 +435,30 @@ impl FlowRequest {
         }
     }
 
-    /// The event recorded for an escalation of a request whose checkpoint exists: an entry in
-    /// the execution's audit trail, not a second checkpoint.
+    /// The event recorded for a request whose checkpoint exists (an escalation, or a late
+    /// `new_request`): an entry in the execution's audit trail, not a second checkpoint.
     #[must_use]
     pub fn annotation(self) -> AmpEvent {
-        let mut env = envelope(EventKind::Other(ESCALATION_EVENT.into()), self.kickoff_id);
+        let key = self.key();
+        let event_type = match self.event {
+            FlowEvent::NewRequest => LATE_REQUEST_EVENT,
+            FlowEvent::Escalation => ESCALATION_EVENT,
+        };
+        let mut env = envelope(EventKind::Other(event_type.into()), self.kickoff_id);
         env.checkpoint_ref = Some(self.checkpoint_id);
         AmpEvent {
             envelope: env,
-            key: Key::Body,
+            key,
             stored_body: Some(self.stored_body),
+        }
+    }
+
+    /// A request's `new_request` is one event however often it is sent; escalations are told
+    /// apart by their bodies.
+    fn key(&self) -> Key {
+        match self.event {
+            FlowEvent::NewRequest => Key::Id(format!("flow:{}:new_request", self.request_id)),
+            FlowEvent::Escalation => Key::Body,
         }
     }
 }

@@ -244,16 +244,14 @@ async fn ingest(
                     format!("callback_url: {e}"),
                 ));
             }
-            // An escalation of a request already here annotates it instead of asking again.
-            // The stored body is the request's without its answering secrets (they stay in
-            // the origin, not the trail).
-            if request.event == FlowEvent::Escalation
-                && state
-                    .store
-                    .get_checkpoint(&request.checkpoint_id)
-                    .await?
-                    .is_some()
-            {
+            // An escalation of a request already here annotates it instead of asking again, and
+            // so does a new_request arriving after its escalation asked with other content: AMP
+            // does not resend a refused post, so a 409 would lose it. The stored body is the
+            // request's without its answering secrets (they stay in the origin, not the trail).
+            let existing = state.store.get_checkpoint(&request.checkpoint_id).await?;
+            if existing.is_some_and(|cp| {
+                request.event == FlowEvent::Escalation || !cp.same_request(&request.spec)
+            }) {
                 request.annotation()
             } else {
                 request.creating()

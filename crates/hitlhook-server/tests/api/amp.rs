@@ -810,6 +810,32 @@ async fn flow_requests_in_both_shapes_and_escalations_make_one_checkpoint(db: Te
         cp["allowed_actions"],
         json!(["continue", "stop", "revise", "skip"])
     );
+    // Its new_request, arriving late with other text, is recorded on that checkpoint (not a
+    // 409: AMP would not send it again), once however often it comes.
+    let late = json!({"event_type": "new_request", "id": "req-2", "flow_id": "flow_abc123",
+        "flow_execution_id": "fx-2", "method_name": "approve_budget", "message": "Budget for Q3?",
+        "emit": ["approved", "rejected"], "default_outcome": "rejected",
+        "callback_url": "https://api.crewai.com/cb2?token=u"});
+    let receipt = accepted(&app, "/amp/flows/flow-hitl", &auth, &late).await;
+    assert_eq!(receipt["event_type"], "amp.flow_new_request");
+    assert_eq!(receipt["checkpoint_id"], "amp-flow-req-2");
+    let again = post_amp(
+        &app,
+        "/amp/flows/flow-hitl",
+        &auth,
+        late.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let types = app.trail("/v1/events?checkpoint_id=amp-flow-req-2").await;
+    assert_eq!(types, ["checkpoint.required", "amp.flow_new_request"]);
+    let cp = app.checkpoint("amp-flow-req-2").await;
+    assert_eq!(
+        (cp["status"].as_str(), cp["context"]["message"].as_str()),
+        (Some("pending"), Some("Budget?")),
+        "the checkpoint stays as its escalation asked"
+    );
 }
 
 async fn event_streams_and_legacy_webhooks_are_recorded(db: TestDb) {
