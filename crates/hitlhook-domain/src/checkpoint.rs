@@ -113,6 +113,13 @@ fn invalid(field: &'static str, problem: impl Into<String>) -> SpecError {
     }
 }
 
+/// Characters no id or label may hold: control characters, and the bidirectional embeddings,
+/// overrides and isolates that make a label display as other text (U+202A–U+202E,
+/// U+2066–U+2069). Zero-width joiners and direction marks stay: names in several scripts use them.
+pub(crate) fn is_forbidden_in_label(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 /// Checks an id, name or person label: non-empty, bounded, printable.
 pub fn check_label(field: &'static str, value: &str) -> Result<(), SpecError> {
     if value.trim().is_empty() {
@@ -124,8 +131,11 @@ pub fn check_label(field: &'static str, value: &str) -> Result<(), SpecError> {
             format!("must be at most {MAX_LABEL_LEN} bytes"),
         ));
     }
-    if value.chars().any(char::is_control) {
-        return Err(invalid(field, "must not contain control characters"));
+    if value.chars().any(is_forbidden_in_label) {
+        return Err(invalid(
+            field,
+            "must not contain control characters or bidirectional overrides",
+        ));
     }
     Ok(())
 }

@@ -182,8 +182,11 @@ pub fn check_id(path: &str, value: &str) -> Result<(), EnvelopeError> {
             format!("must be 1 to {MAX_ID_LEN} bytes, not blank"),
         ));
     }
-    if value.chars().any(char::is_control) {
-        return Err(schema(path, "must not contain control characters"));
+    if value.chars().any(crate::checkpoint::is_forbidden_in_label) {
+        return Err(schema(
+            path,
+            "must not contain control characters or bidirectional overrides",
+        ));
     }
     Ok(())
 }
@@ -296,7 +299,9 @@ impl EventEnvelope {
             .ok_or_else(|| schema("event_type", "is required (e.g. \"checkpoint.required\")"))?;
         if event_type.is_empty()
             || event_type.len() > 128
-            || event_type.chars().any(char::is_control)
+            || event_type
+                .chars()
+                .any(crate::checkpoint::is_forbidden_in_label)
         {
             return Err(schema(
                 "event_type",
@@ -580,6 +585,9 @@ mod tests {
             (br#"{"event_type": "x", "kickoff_id": ""}"#, "kickoff_id"),
             (br#"{"event_type": "x", "kickoff_id": "  "}"#, "kickoff_id"),
             (br#"{"event_type": "x", "event_id": "a\nb"}"#, "event_id"),
+            (br#"{"event_type": "x", "kickoff_id": "invoice\u202egpj.exe"}"#, "kickoff_id"),
+            (br#"{"event_type": "x", "kickoff_id": "a\u2067b"}"#, "kickoff_id"),
+            (br#"{"event_type": "x", "kickoff_id": "\u0915\u094d\u200d\u0937"}"#, "ok"),
             (br#"{"event_type": "x", "context": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#, "too deep"),
             (br#"{"event_type": "x", "note": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\"}"#, "ok"),
         ];

@@ -97,6 +97,16 @@ async fn nul_and_control_characters_are_refused(db: TestDb) {
             "checkpoint_name",
         ),
         (
+            "right-to-left override in a checkpoint name",
+            r#"{"event_type":"checkpoint.required","checkpoint_name":"approve\u202egnp.exe"}"#,
+            "checkpoint_name",
+        ),
+        (
+            "bidirectional isolate in a kickoff_id",
+            r#"{"event_type":"task.started","kickoff_id":"run\u2066-7"}"#,
+            "kickoff_id",
+        ),
+        (
             "NUL in a batch",
             r#"{"events":[{"type":"task_started","execution_id":"a\u0000b"}]}"#,
             "events[0].kickoff_id",
