@@ -42,8 +42,9 @@ pub enum SubscriptionsAction {
         /// Where to POST events (http or https). Private addresses need HITLHOOK_OUTBOUND_ALLOW.
         #[arg(long)]
         url: String,
-        /// Event types, comma-separated: checkpoint.created, checkpoint.decided,
-        /// checkpoint.expired, checkpoint.cancelled, execution.updated, checkpoint.*, * (default).
+        /// Event types, comma-separated: checkpoint.created, checkpoint.escalated,
+        /// checkpoint.decided, checkpoint.expired, checkpoint.cancelled, execution.updated,
+        /// checkpoint.*, * (default).
         #[arg(long = "events", value_delimiter = ',')]
         events: Vec<String>,
         /// A Standard Webhooks secret (whsec_<base64>); generated when absent.

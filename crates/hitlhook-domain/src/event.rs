@@ -218,6 +218,8 @@ pub struct EventEnvelope {
     /// The existing checkpoint an event that creates none is about (an AMP escalation), so it
     /// shows on that checkpoint's trail.
     pub checkpoint_ref: Option<String>,
+    /// Whom to tell about `checkpoint_ref` while it is pending (an escalation's new assignee).
+    pub escalate_to: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -379,6 +381,7 @@ impl EventEnvelope {
             occurred_at,
             checkpoint,
             checkpoint_ref: None,
+            escalate_to: Vec::new(),
         })
     }
 }

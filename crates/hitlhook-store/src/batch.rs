@@ -311,6 +311,10 @@ pub async fn ingest_fast(
 
     // Deliveries, in the same transaction, as the per-event path plans them.
     for (i, plan) in planned.iter().enumerate() {
+        if let Planned::Accept { checkpoint: None } = plan {
+            let item = &items[i];
+            crate::sql::escalate(c, planner, &item.envelope, item.received_at).await?;
+        }
         if let Planned::Accept {
             checkpoint: Some(cp),
         } = plan

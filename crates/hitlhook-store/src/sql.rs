@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use hitlhook_domain::action;
 use hitlhook_domain::execution::CheckpointClosed;
 use hitlhook_domain::{
-    Action, Checkpoint, CheckpointStatus, Decided, DecisionRequest, DeliveryPlan, Execution,
-    NewDelivery, Occurrence, Timestamp,
+    Action, Checkpoint, CheckpointStatus, Decided, DecisionRequest, DeliveryPlan, EventEnvelope,
+    Execution, NewDelivery, Occurrence, Timestamp,
 };
 use serde_json::json;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -268,6 +268,31 @@ pub(crate) async fn receipt_by_seq(c: &mut AnyConnection, seq: i64) -> StoreResu
     .fetch_one(&mut *c)
     .await?;
     rows::receipt(&row)
+}
+
+/// An escalation tells its new people about the checkpoint it refers to, while that is pending.
+pub(crate) async fn escalate(
+    c: &mut AnyConnection,
+    planner: &mut Planner,
+    env: &EventEnvelope,
+    at: Timestamp,
+) -> StoreResult<()> {
+    let Some(id) = env.checkpoint_ref.as_deref() else {
+        return Ok(());
+    };
+    if env.escalate_to.is_empty() {
+        return Ok(());
+    }
+    if let Some(checkpoint) = load_checkpoint(c, id).await?
+        && checkpoint.status == CheckpointStatus::Pending
+    {
+        let occurrence = Occurrence::CheckpointEscalated {
+            checkpoint: &checkpoint,
+            recipients: &env.escalate_to,
+        };
+        planner.emit(c, occurrence, at).await?;
+    }
+    Ok(())
 }
 
 async fn load_checkpoint(c: &mut AnyConnection, id: &str) -> StoreResult<Option<Checkpoint>> {
@@ -591,6 +616,7 @@ pub(crate) async fn ingest_one(
         };
         planner.emit(c, occurrence, item.received_at).await?;
     }
+    escalate(c, planner, env, item.received_at).await?;
     let mut closed = Vec::new();
     if let Some(kickoff) = &env.kickoff_id {
         let existing = load_execution(c, kickoff).await?;

@@ -104,7 +104,7 @@ fn write(
 }
 
 /// Every event and every checkpoint id is new, and none repeats within the batch; no AMP
-/// checkpoint (its origin row is written by the general path).
+/// checkpoint or escalation (their origin rows and emails are the general path's).
 fn is_common(c: &Connection, items: &[IngestItem]) -> StoreResult<bool> {
     let mut event_known = c.prepare_cached("select 1 from events where event_key = ?1")?;
     let mut checkpoint_known = c.prepare_cached("select 1 from checkpoints where id = ?1")?;
@@ -113,6 +113,7 @@ fn is_common(c: &Connection, items: &[IngestItem]) -> StoreResult<bool> {
     for item in items {
         let spec = item.envelope.checkpoint.as_ref();
         if spec.is_some_and(|s| s.origin.is_some())
+            || !item.envelope.escalate_to.is_empty()
             || !events.insert(item.identity.0.as_str())
             || event_known.exists([&item.identity.0])?
         {

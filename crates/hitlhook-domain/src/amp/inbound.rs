@@ -206,6 +206,7 @@ fn envelope(kind: EventKind, kickoff_id: Option<String>) -> EventEnvelope {
         occurred_at: None,
         checkpoint: None,
         checkpoint_ref: None,
+        escalate_to: Vec::new(),
     }
 }
 
@@ -446,6 +447,10 @@ impl FlowRequest {
         };
         let mut env = envelope(EventKind::Other(event_type.into()), self.kickoff_id);
         env.checkpoint_ref = Some(self.checkpoint_id);
+        if self.event == FlowEvent::Escalation {
+            // The assignee, when it is an email address (as for a new request).
+            env.escalate_to = self.spec.recipients;
+        }
         AmpEvent {
             envelope: env,
             key,

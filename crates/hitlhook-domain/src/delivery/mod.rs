@@ -158,8 +158,9 @@ impl SubscriptionFilter {
 }
 
 /// The event types hitlhook sends to subscribers.
-pub const OUTBOUND_EVENT_TYPES: [&str; 5] = [
+pub const OUTBOUND_EVENT_TYPES: [&str; 6] = [
     "checkpoint.created",
+    "checkpoint.escalated",
     "checkpoint.decided",
     "checkpoint.expired",
     "checkpoint.cancelled",
@@ -196,6 +197,12 @@ pub enum Occurrence<'a> {
     },
     /// A checkpoint was decided, expired or cancelled.
     CheckpointClosed { checkpoint: &'a Checkpoint },
+    /// A pending checkpoint was escalated to `recipients` (emails; an AMP flow escalation's new
+    /// assignee).
+    CheckpointEscalated {
+        checkpoint: &'a Checkpoint,
+        recipients: &'a [String],
+    },
     /// An execution's status changed (`previous` is `None` for a new execution).
     ExecutionChanged {
         execution: &'a Execution,
@@ -209,6 +216,7 @@ impl Occurrence<'_> {
     pub fn event_type(&self) -> &'static str {
         match self {
             Occurrence::CheckpointCreated { .. } => "checkpoint.created",
+            Occurrence::CheckpointEscalated { .. } => "checkpoint.escalated",
             Occurrence::CheckpointClosed { checkpoint } => match checkpoint.status {
                 CheckpointStatus::Decided => "checkpoint.decided",
                 CheckpointStatus::Cancelled => "checkpoint.cancelled",
@@ -250,6 +258,7 @@ impl DeliveryPlan {
         let event_type = occurrence.event_type();
         let (checkpoint_id, kickoff_id) = match occurrence {
             Occurrence::CheckpointCreated { checkpoint, .. }
+            | Occurrence::CheckpointEscalated { checkpoint, .. }
             | Occurrence::CheckpointClosed { checkpoint } => {
                 (Some(checkpoint.id.clone()), checkpoint.kickoff_id.clone())
             }
@@ -266,6 +275,19 @@ impl DeliveryPlan {
             payload,
             max_attempts: None,
         };
+        // One email per address, however it is capitalised.
+        let emails = |list: &[String]| {
+            let mut seen: Vec<String> = Vec::new();
+            let mut out = Vec::new();
+            for to in list {
+                let key = to.to_ascii_lowercase();
+                if !seen.contains(&key) {
+                    seen.push(key);
+                    out.push(new(DeliveryKind::Email, to.clone(), "{}".into()));
+                }
+            }
+            out
+        };
         let mut out = Vec::new();
         match occurrence {
             Occurrence::CheckpointCreated { recipients, .. } => {
@@ -278,14 +300,12 @@ impl DeliveryPlan {
                     } else {
                         recipients
                     };
-                    let mut seen: Vec<String> = Vec::new();
-                    for to in list {
-                        let key = to.to_ascii_lowercase();
-                        if !seen.contains(&key) {
-                            seen.push(key);
-                            out.push(new(DeliveryKind::Email, to.clone(), "{}".into()));
-                        }
-                    }
+                    out.extend(emails(list));
+                }
+            }
+            Occurrence::CheckpointEscalated { recipients, .. } => {
+                if self.email {
+                    out.extend(emails(recipients));
                 }
             }
             Occurrence::CheckpointClosed { .. } => {
@@ -336,6 +356,7 @@ pub fn webhook_body(occurrence: &Occurrence<'_>, now: Timestamp) -> String {
     let event_type = occurrence.event_type();
     let data = match occurrence {
         Occurrence::CheckpointCreated { checkpoint, .. }
+        | Occurrence::CheckpointEscalated { checkpoint, .. }
         | Occurrence::CheckpointClosed { checkpoint } => {
             let fallback;
             let context: &RawValue =

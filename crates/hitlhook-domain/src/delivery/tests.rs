@@ -74,6 +74,14 @@ fn planning_table() {
         checkpoint: &cp,
         recipients: &asked,
     };
+    let escalated = Occurrence::CheckpointEscalated {
+        checkpoint: &cp,
+        recipients: &asked,
+    };
+    let escalated_to_nobody = Occurrence::CheckpointEscalated {
+        checkpoint: &cp,
+        recipients: &[],
+    };
     let closing = Occurrence::CheckpointClosed {
         checkpoint: &closed,
     };
@@ -112,6 +120,25 @@ fn planning_table() {
                 ("email", "a@example.com"),
                 ("email", "b@example.com"),
             ],
+        ),
+        (
+            "escalated: email to the new people only, no second Slack post",
+            &everything,
+            escalated,
+            &subs,
+            vec![
+                ("email", "a@example.com"),
+                ("email", "b@example.com"),
+                ("webhook", "s-all"),
+                ("webhook", "s-cp"),
+            ],
+        ),
+        (
+            "escalated to nobody: never the default recipients again",
+            &everything,
+            escalated_to_nobody,
+            &[],
+            vec![],
         ),
         (
             "closed with a bot token edits the message",

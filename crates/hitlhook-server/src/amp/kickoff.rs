@@ -234,6 +234,7 @@ pub fn finished_event(
             occurred_at: None,
             checkpoint: None,
             checkpoint_ref: None,
+            escalate_to: Vec::new(),
         },
         payload: payload.to_string(),
         source: format!("amp:{source}:reconcile"),

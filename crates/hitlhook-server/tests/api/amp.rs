@@ -797,6 +797,21 @@ async fn flow_requests_in_both_shapes_and_escalations_make_one_checkpoint(db: Te
         "on the checkpoint's trail"
     );
     assert_eq!(app.checkpoint(id).await["status"], "pending");
+    // Its new assignee gets the checkpoint's email.
+    let emails: Vec<(Value, Value)> = app
+        .deliveries(id)
+        .await
+        .into_iter()
+        .filter(|d| d["kind"] == "email")
+        .map(|d| (d["target"].clone(), d["event_type"].clone()))
+        .collect();
+    assert_eq!(
+        emails,
+        [
+            (json!("reviewer@company.com"), json!("checkpoint.created")),
+            (json!("boss@company.com"), json!("checkpoint.escalated"))
+        ]
+    );
 
     // An escalation of a request hitlhook never saw asks for it (flat shape with its ids).
     let unseen = json!({"event_type": "escalation", "id": "req-2", "flow_id": "flow_abc123",
