@@ -319,7 +319,7 @@ fn plan_deliveries(
     if subscribers.is_empty() && outbox.plan.is_empty() {
         return Ok(0);
     }
-    let mut planned: Vec<(NewDelivery, Timestamp)> = Vec::new();
+    let mut occurrences = Vec::new();
     for (item, outcome) in items.iter().zip(outcomes) {
         if let IngestOutcome::Accepted {
             created: Some(checkpoint),
@@ -332,14 +332,7 @@ fn plan_deliveries(
                 checkpoint,
                 recipients,
             };
-            let at = item.received_at;
-            planned.extend(
-                outbox
-                    .plan
-                    .plan(&occurrence, &subscribers, at)
-                    .into_iter()
-                    .map(|d| (d, at)),
-            );
+            occurrences.push((occurrence, item.received_at));
         }
     }
     for change in changes {
@@ -347,15 +340,15 @@ fn plan_deliveries(
             execution: &change.execution,
             previous: change.previous,
         };
-        let at = change.at;
-        planned.extend(
-            outbox
-                .plan
-                .plan(&occurrence, &subscribers, at)
-                .into_iter()
-                .map(|d| (d, at)),
-        );
+        occurrences.push((occurrence, change.at));
     }
+    let planned: Vec<(NewDelivery, Timestamp)> = occurrences
+        .iter()
+        .flat_map(|(occurrence, at)| {
+            let deliveries = outbox.plan.plan(occurrence, &subscribers, *at);
+            deliveries.into_iter().map(|d| (d, *at))
+        })
+        .collect();
     let mut insert = c.prepare_cached(INSERT_DELIVERY)?;
     for (d, now) in &planned {
         let max = d.max_attempts.unwrap_or(outbox.max_attempts).max(1);
