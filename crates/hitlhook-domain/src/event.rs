@@ -296,9 +296,12 @@ impl EventEnvelope {
                 check_id(path, value)?;
             }
         }
-        let event_type = wire
-            .event_type
-            .ok_or_else(|| schema("event_type", "is required (e.g. \"checkpoint.required\")"))?;
+        let event_type = wire.event_type.ok_or_else(|| {
+            schema(
+                "event_type",
+                "is required, as \"event_type\" or \"type\" (e.g. \"checkpoint.required\")",
+            )
+        })?;
         if event_type.is_empty()
             || event_type.len() > 128
             || event_type
