@@ -224,12 +224,21 @@ pub struct EventEnvelope {
 
 #[derive(Deserialize)]
 struct Wire<'a> {
-    #[serde(borrow, alias = "type")]
+    #[serde(borrow)]
     event_type: Option<Cow<'a, str>>,
-    #[serde(borrow, alias = "id")]
+    #[serde(borrow)]
     event_id: Option<Cow<'a, str>>,
-    #[serde(borrow, alias = "execution_id")]
+    #[serde(borrow)]
     kickoff_id: Option<Cow<'a, str>>,
+    // AMP's names for the three above (its event stream sends `type`, `id`, `execution_id`).
+    // Read only where the canonical field is absent: beside it they are the sender's own data,
+    // of any JSON type, not a duplicate.
+    #[serde(borrow, rename = "type")]
+    type_alias: Option<&'a RawValue>,
+    #[serde(borrow, rename = "id")]
+    id_alias: Option<&'a RawValue>,
+    #[serde(borrow, rename = "execution_id")]
+    execution_id_alias: Option<&'a RawValue>,
     #[serde(borrow)]
     timestamp: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -244,6 +253,19 @@ struct Wire<'a> {
     expires_in: Option<i64>,
     on_timeout: Option<Action>,
     recipients: Option<Vec<String>>,
+}
+
+/// The text of an alias field that stands in for an absent canonical one.
+fn alias_text<'a>(
+    raw: Option<&'a RawValue>,
+    path: &str,
+) -> Result<Option<Cow<'a, str>>, EnvelopeError> {
+    raw.map(|raw| {
+        serde_json::from_str::<String>(raw.get())
+            .map(Cow::Owned)
+            .map_err(|e| schema(path, json_message(&e)))
+    })
+    .transpose()
 }
 
 /// A body that is not JSON, with where it stops being JSON.
@@ -286,6 +308,16 @@ impl EventEnvelope {
         // One JSON value and nothing after it: trailing text would be stored and then served
         // as a payload that does not parse.
         de.end().map_err(|e| syntax_error(&e))?;
+        let mut wire = wire;
+        if wire.event_type.is_none() {
+            wire.event_type = alias_text(wire.type_alias, "type")?;
+        }
+        if wire.event_id.is_none() {
+            wire.event_id = alias_text(wire.id_alias, "id")?;
+        }
+        if wire.kickoff_id.is_none() {
+            wire.kickoff_id = alias_text(wire.execution_id_alias, "execution_id")?;
+        }
         for (path, value) in [
             ("kickoff_id", &wire.kickoff_id),
             ("event_id", &wire.event_id),
@@ -592,6 +624,12 @@ mod tests {
             (br#"{"event_type": "x", "kickoff_id": "  "}"#, "kickoff_id"),
             (br#"{"event_type": "x", "event_id": "a\nb"}"#, "event_id"),
             (br#"{"event_type": "x", "kickoff_id": "invoice\u202egpj.exe"}"#, "kickoff_id"),
+            // Beside the canonical field, an alias name is the sender's own data.
+            (br#"{"event_type": "task.completed", "type": {"of": "research"}}"#, "ok"),
+            (br#"{"event_type": "task.completed", "id": 7, "event_id": "e-1"}"#, "ok"),
+            (br#"{"event_type": "x", "kickoff_id": "k", "execution_id": "other"}"#, "ok"),
+            (br#"{"type": 5}"#, "type"),
+            (br#"{"type": "x", "execution_id": ["k"]}"#, "execution_id"),
             (br#"{"event_type": "x", "kickoff_id": "a\u2067b"}"#, "kickoff_id"),
             (br#"{"event_type": "x", "kickoff_id": "\u0915\u094d\u200d\u0937"}"#, "ok"),
             (br#"{"event_type": "x", "context": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#, "too deep"),
@@ -675,6 +713,35 @@ mod tests {
             {"id": "2", "execution_id": "k", "timestamp": "2025-02-16T10:58:45Z", "type": "agent_execution_started", "data": {"emission_sequence": 2}}
         ]}"#;
         assert_eq!(batch_ids(body), ["1", "2", "3", "x"]);
+    }
+
+    #[test]
+    fn canonical_fields_win_over_amp_aliases() {
+        let env = EventEnvelope::parse(
+            br#"{"event_type": "task.completed", "type": "research", "event_id": "e-1", "id": "t-1",
+                 "kickoff_id": "k-1", "execution_id": "x-1"}"#,
+        )
+        .expect("parses");
+        assert_eq!(
+            (
+                env.event_type.as_str(),
+                env.event_id.as_deref(),
+                env.kickoff_id.as_deref()
+            ),
+            ("task.completed", Some("e-1"), Some("k-1"))
+        );
+        let env = EventEnvelope::parse(
+            br#"{"type": "task.started", "id": "a-1", "execution_id": "x-1"}"#,
+        )
+        .expect("parses");
+        assert_eq!(
+            (
+                env.event_type.as_str(),
+                env.event_id.as_deref(),
+                env.kickoff_id.as_deref()
+            ),
+            ("task.started", Some("a-1"), Some("x-1"))
+        );
     }
 
     #[test]
