@@ -191,7 +191,7 @@ impl Config {
     pub fn database_url(&self) -> String {
         self.database_url
             .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("hitlhook.db").display()))
+            .unwrap_or_else(|| hitlhook_store::sqlite_file_url(&self.data_dir.join("hitlhook.db")))
     }
 
     #[must_use]

@@ -25,7 +25,7 @@ use hitlhook_domain::{
 
 pub use model::*;
 pub use outbox::OutboxSettings;
-pub use sql::{Backend, SqlStore, create_private_dir};
+pub use sql::{Backend, SqlStore, create_private_dir, sqlite_file_url};
 
 /// Errors the store reports. Domain refusals are not errors here: they are outcomes.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,11 @@ pub enum StoreError {
     Duplicate(&'static str),
     #[error("unsupported DATABASE_URL {0:?}: use sqlite://PATH, sqlite:PATH or postgres://...")]
     UnsupportedUrl(String),
+    #[error(
+        "an in-memory SQLite database cannot be shared by the server's connections: use a file \
+         (--data-dir or DATABASE_URL=sqlite:///path/hitlhook.db)"
+    )]
+    InMemory,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("database error")]

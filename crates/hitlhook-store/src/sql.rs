@@ -91,7 +91,14 @@ impl SqlStore {
             let writer = pool(1, true).connect_with(options.clone()).await?;
             let reader = pool(4, false).connect_with(options).await?;
             let pragmas = format!("{SQLITE_PRAGMAS} {SQLITE_WRITER_PRAGMAS}");
-            let sqlite_ingest = sqlite_file(&url).and_then(|path| {
+            // The file as SQLite itself opened it (sqlx decodes the URL; a path spelt from the URL
+            // could name another file). Empty for an in-memory database.
+            let file: String =
+                sqlx::query_scalar("select file from pragma_database_list where name = 'main'")
+                    .fetch_one(&writer)
+                    .await?;
+            let writable = opens_read_write(&url) && !file.is_empty();
+            let sqlite_ingest = writable.then(|| std::path::PathBuf::from(file)).and_then(|path| {
                 SqliteIngest::start(&path, &pragmas)
                     .inspect_err(|e| {
                         warn!(error = %e, path = %path.display(), "SQLite ingest thread not started: every batch goes through the general (slower) path");
@@ -154,6 +161,14 @@ impl SqlStore {
         self.thread_batches.load(Ordering::Relaxed)
     }
 
+    /// Starts a write transaction; see `begin_write`.
+    async fn write_tx(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
+        })
+    }
+
     fn outbox_settings(&self) -> Arc<OutboxSettings> {
         // A poisoned lock only means a panic elsewhere mid-write of an Arc: the value is whole.
         match self.outbox.read() {
@@ -178,6 +193,19 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
+/// The SQLite URL of the database file `path`, with what a URL would read otherwise (`%`, `?`,
+/// `#`) percent-encoded: a data directory may be named anything.
+#[must_use]
+pub fn sqlite_file_url(path: &Path) -> String {
+    const SPECIAL: &percent_encoding::AsciiSet =
+        &percent_encoding::CONTROLS.add(b'%').add(b'?').add(b'#');
+    let text = path.to_string_lossy();
+    format!(
+        "sqlite://{}",
+        percent_encoding::utf8_percent_encode(&text, SPECIAL)
+    )
+}
+
 /// Normalises a SQLite URL: creates the parent directory and asks sqlx to create the file.
 pub(crate) fn sqlite_url(url: &str) -> StoreResult<String> {
     let rest = url
@@ -188,10 +216,16 @@ pub(crate) fn sqlite_url(url: &str) -> StoreResult<String> {
     if path.is_empty() {
         return Err(StoreError::UnsupportedUrl(url.to_owned()));
     }
-    if path != ":memory:"
-        && let Some(parent) = Path::new(path)
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
+    if path == ":memory:" {
+        // Each of the store's connections would get a database of its own.
+        return Err(StoreError::InMemory);
+    }
+    // sqlx percent-decodes the path (so a file name may hold `?` or `#`): the directory to
+    // create is the decoded one.
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    if let Some(parent) = Path::new(&*decoded)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
     {
         create_private_dir(parent)
             .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", parent.display())))?;
@@ -206,15 +240,26 @@ pub(crate) fn sqlite_url(url: &str) -> StoreResult<String> {
     Ok(format!("sqlite://{path}?{query}"))
 }
 
-/// The file behind a normalised SQLite URL (`sqlite_url`), unless it is in memory or read-only:
-/// where the ingest thread's own connection could not see or write the same database.
-fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
-    let rest = url.strip_prefix("sqlite://")?;
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let plain = query
+/// Whether a normalised SQLite URL (`sqlite_url`) opens the database read-write with no other
+/// option: where the ingest thread's own connection can write the same database the same way.
+fn opens_read_write(url: &str) -> bool {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    query
         .split('&')
-        .all(|option| option == "mode=rwc" || option == "mode=rw");
-    (plain && !path.starts_with(':')).then(|| path.into())
+        .all(|option| option == "mode=rwc" || option == "mode=rw")
+}
+
+/// Starts a write transaction on `c`. SQLite's takes the write lock up front (`BEGIN
+/// IMMEDIATE`, waiting up to `busy_timeout` for another process such as the CLI): a deferred one
+/// that has read fails at once with `SQLITE_BUSY` when another process wrote meanwhile.
+async fn begin_write(
+    c: &mut AnyConnection,
+    backend: Backend,
+) -> StoreResult<sqlx::Transaction<'_, sqlx::Any>> {
+    Ok(match backend {
+        Backend::Sqlite => sqlx::Connection::begin_with(c, "BEGIN IMMEDIATE").await?,
+        Backend::Postgres => c.begin().await?,
+    })
 }
 
 /// A bound parameter of a dynamically built query.
@@ -702,7 +747,7 @@ impl Store for SqlStore {
                 }
             }
         }
-        let mut tx = writer.begin().await?;
+        let mut tx = begin_write(&mut writer, self.backend).await?;
         let mut planner = self.planner();
         match batch::ingest_fast(&mut tx, self.backend, &mut planner, batch).await {
             Ok(outcomes) => {
@@ -716,7 +761,7 @@ impl Store for SqlStore {
                 warn!(error = %error, events = batch.len(), "batch fast path abandoned; writing per event");
             }
         }
-        let mut tx = writer.begin().await?;
+        let mut tx = begin_write(&mut writer, self.backend).await?;
         // Deliveries planned by the abandoned attempt were rolled back with it: plan afresh.
         let mut planner = self.planner();
         let mut outcomes = Vec::with_capacity(batch.len());
@@ -756,7 +801,7 @@ impl Store for SqlStore {
         // Two rounds at most: a lost race (PostgreSQL, several nodes) re-reads and re-decides,
         // which then yields Unchanged or Refused.
         for _ in 0..2 {
-            let mut tx = self.writer.begin().await?;
+            let mut tx = self.write_tx().await?;
             let mut planner = self.planner();
             let Some(current) = load_checkpoint(&mut tx, checkpoint_id).await? else {
                 return Ok(DecideOutcome::NotFound);
@@ -789,7 +834,7 @@ impl Store for SqlStore {
     }
 
     async fn expire_due(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<Checkpoint>> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut planner = self.planner();
         let sql = format!(
             "select {CHECKPOINT_COLUMNS} from checkpoints where status = 'pending' and expires_at is not null \
@@ -1002,7 +1047,7 @@ impl Store for SqlStore {
         now: Timestamp,
     ) -> StoreResult<Vec<String>> {
         let max = self.planner_max_attempts();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut ids = Vec::with_capacity(deliveries.len());
         for d in deliveries {
             ids.push(outbox::insert(&mut tx, d, now, max).await?);
@@ -1028,7 +1073,7 @@ impl Store for SqlStore {
         outcome: AttemptOutcome,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.write_tx().await?;
         let applied = outbox::record(&mut tx, claimed, &outcome, now).await?;
         tx.commit().await?;
         Ok(applied)

@@ -1,6 +1,7 @@
-//! SQLite's ingest thread against the general path it stands in for: the same batch gives the
-//! same outcomes, audit trail, executions and deliveries; batches it declines still land; and
-//! decisions made while it writes neither fail nor wait on `SQLITE_BUSY`.
+//! SQLite's write paths: the ingest thread against the general path it stands in for (the same
+//! batch gives the same outcomes, audit trail, executions and deliveries; batches it declines
+//! still land; decisions made while it writes succeed), and a write by another process (the CLI
+//! on the same file) makes the server's writes wait for it, not fail with `SQLITE_BUSY`.
 
 use std::sync::Arc;
 
@@ -251,4 +252,84 @@ async fn decisions_made_while_the_thread_writes_all_succeed() {
         .expect("get")
         .expect("exists");
     assert_eq!((ex.checkpoints_total, ex.checkpoints_pending), (40, 0));
+}
+
+#[tokio::test]
+async fn a_write_by_another_process_makes_decisions_and_ingest_wait_not_fail() {
+    let db = TestDb::sqlite();
+    let store = open(&db).await;
+    let first = [item("ev:1", &checkpoint_event("cp-1", "k-1"))];
+    store.ingest(&first).await.expect("ingest");
+    let path = db
+        .url
+        .strip_prefix("sqlite://")
+        .expect("file url")
+        .to_owned();
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    // Another process holds SQLite's write lock for a moment and changes the database.
+    let other = std::thread::spawn(move || {
+        let c = rusqlite::Connection::open(path).expect("open");
+        c.execute_batch(
+            "BEGIN IMMEDIATE; insert into api_keys (id, name, scope, key_hash, prefix, created_at) \
+             values ('other', 'other-process', 'admin', 'hash', 'pre', 0);",
+        )
+        .expect("lock");
+        locked.send(()).expect("signal");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        c.execute_batch("COMMIT").expect("commit");
+    });
+    is_locked.recv().expect("locked");
+    let decided = store
+        .decide("cp-1", decision(Action::Continue, None), "test", T0)
+        .await
+        .expect("the decision waits for the other writer");
+    assert!(
+        matches!(decided, DecideOutcome::Decided { .. }),
+        "{decided:?}"
+    );
+    let redelivered = store
+        .ingest(&first)
+        .await
+        .expect("the general path waits too");
+    assert!(matches!(redelivered[0], IngestOutcome::Duplicate(_)));
+    other.join().expect("other process");
+}
+
+#[tokio::test]
+async fn a_data_directory_may_be_named_anything() {
+    let root = std::env::temp_dir().join(format!("hitlhook-odd-{}", uuid::Uuid::new_v4()));
+    let dir = root.join("a%20b?c#d e");
+    let url = sqlite_file_url(&dir.join("hitlhook.db"));
+    let store = SqlStore::open(&url).await.expect("open");
+    store.migrate().await.expect("migrate");
+    let outcome = store
+        .ingest(&[item("ev:1", &checkpoint_event("cp-1", "k-1"))])
+        .await
+        .expect("ingest");
+    assert!(matches!(outcome[0], IngestOutcome::Accepted { .. }));
+    assert_eq!(store.thread_batches(), 1, "the thread wrote it");
+    assert!(
+        store.get_checkpoint("cp-1").await.expect("read").is_some(),
+        "readers see what the thread wrote"
+    );
+    assert!(dir.join("hitlhook.db").is_file(), "{}", dir.display());
+    let made: Vec<_> = std::fs::read_dir(&root)
+        .expect("root")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(
+        made,
+        [std::ffi::OsString::from("a%20b?c#d e")],
+        "nothing else created"
+    );
+    drop(store);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[tokio::test]
+async fn an_in_memory_database_is_refused_with_what_to_use_instead() {
+    let Err(error) = SqlStore::open("sqlite::memory:").await else {
+        panic!("an in-memory database opened");
+    };
+    assert!(error.to_string().contains("--data-dir"), "{error}");
 }

@@ -28,7 +28,7 @@ impl SeedArgs {
     pub fn url(&self) -> String {
         self.database_url
             .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("hitlhook.db").display()))
+            .unwrap_or_else(|| hitlhook_store::sqlite_file_url(&self.data_dir.join("hitlhook.db")))
     }
 
     pub fn plan(&self) -> SeedPlan {
