@@ -101,7 +101,7 @@ impl SqlStore {
             let sqlite_ingest = writable.then(|| std::path::PathBuf::from(file)).and_then(|path| {
                 SqliteIngest::start(&path, &pragmas)
                     .inspect_err(|e| {
-                        warn!(error = %e, path = %path.display(), "SQLite ingest thread not started: every batch goes through the general (slower) path");
+                        warn!(error = ?e, path = %path.display(), "SQLite ingest thread not started: every batch goes through the general (slower) path");
                     })
                     .ok()
             });
@@ -743,7 +743,7 @@ impl Store for SqlStore {
                 }
                 Ok(None) => {}
                 Err(error) => {
-                    warn!(error = %error, events = batch.len(), "SQLite ingest thread failed; writing through the general path");
+                    warn!(error = ?error, events = batch.len(), "SQLite ingest thread failed; writing through the general path");
                 }
             }
         }
@@ -758,7 +758,7 @@ impl Store for SqlStore {
             Err(error) => {
                 // Replay the batch event by event: slower, exact, and isolates a bad item.
                 tx.rollback().await?;
-                warn!(error = %error, events = batch.len(), "batch fast path abandoned; writing per event");
+                warn!(error = ?error, events = batch.len(), "batch fast path abandoned; writing per event");
             }
         }
         let mut tx = begin_write(&mut writer, self.backend).await?;
@@ -779,7 +779,7 @@ impl Store for SqlStore {
                 }
                 Err(error) => {
                     sp.rollback().await?;
-                    warn!(error = %error, event = %item.identity.0, "event not stored");
+                    warn!(error = ?error, event = %item.identity.0, "event not stored");
                     outcomes.push(IngestOutcome::Rejected(IngestRejection::Failed(
                         error.to_string(),
                     )));
