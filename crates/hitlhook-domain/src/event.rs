@@ -717,31 +717,23 @@ mod tests {
 
     #[test]
     fn canonical_fields_win_over_amp_aliases() {
-        let env = EventEnvelope::parse(
-            br#"{"event_type": "task.completed", "type": "research", "event_id": "e-1", "id": "t-1",
-                 "kickoff_id": "k-1", "execution_id": "x-1"}"#,
-        )
-        .expect("parses");
-        assert_eq!(
+        let cases: [(&[u8], [&str; 3]); 2] = [
             (
-                env.event_type.as_str(),
-                env.event_id.as_deref(),
-                env.kickoff_id.as_deref()
+                br#"{"event_type": "task.completed", "type": "research", "event_id": "e-1",
+                     "id": "t-1", "kickoff_id": "k-1", "execution_id": "x-1"}"#,
+                ["task.completed", "e-1", "k-1"],
             ),
-            ("task.completed", Some("e-1"), Some("k-1"))
-        );
-        let env = EventEnvelope::parse(
-            br#"{"type": "task.started", "id": "a-1", "execution_id": "x-1"}"#,
-        )
-        .expect("parses");
-        assert_eq!(
             (
-                env.event_type.as_str(),
-                env.event_id.as_deref(),
-                env.kickoff_id.as_deref()
+                br#"{"type": "task.started", "id": "a-1", "execution_id": "x-1"}"#,
+                ["task.started", "a-1", "x-1"],
             ),
-            ("task.started", Some("a-1"), Some("x-1"))
-        );
+        ];
+        for (body, [event_type, event_id, kickoff_id]) in cases {
+            let env = EventEnvelope::parse(body).expect("parses");
+            assert_eq!(env.event_type, event_type);
+            assert_eq!(env.event_id.as_deref(), Some(event_id));
+            assert_eq!(env.kickoff_id.as_deref(), Some(kickoff_id));
+        }
     }
 
     #[test]

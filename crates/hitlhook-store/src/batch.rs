@@ -310,26 +310,24 @@ pub async fn ingest_fast(
     .await?;
 
     // Deliveries, in the same transaction, as the per-event path plans them.
-    for (i, plan) in planned.iter().enumerate() {
-        if let Planned::Accept { checkpoint: None } = plan {
-            let item = &items[i];
+    for (item, plan) in items.iter().zip(&planned) {
+        let Planned::Accept { checkpoint } = plan else {
+            continue;
+        };
+        let Some(cp) = checkpoint else {
             crate::sql::escalate(c, planner, &item.envelope, item.received_at).await?;
+            continue;
+        };
+        let spec = item.envelope.checkpoint.as_ref();
+        if let Some(origin) = spec.and_then(|s| s.origin.as_ref()) {
+            crate::amp::save_origin(c, &cp.id, origin, item.received_at).await?;
         }
-        if let Planned::Accept {
-            checkpoint: Some(cp),
-        } = plan
-        {
-            let spec = items[i].envelope.checkpoint.as_ref();
-            if let Some(origin) = spec.and_then(|s| s.origin.as_ref()) {
-                crate::amp::save_origin(c, &cp.id, origin, items[i].received_at).await?;
-            }
-            let recipients = spec.map_or(&[][..], |spec| &spec.recipients[..]);
-            let occurrence = Occurrence::CheckpointCreated {
-                checkpoint: cp,
-                recipients,
-            };
-            planner.emit(c, occurrence, items[i].received_at).await?;
-        }
+        let recipients = spec.map_or(&[][..], |spec| &spec.recipients[..]);
+        let occurrence = Occurrence::CheckpointCreated {
+            checkpoint: cp,
+            recipients,
+        };
+        planner.emit(c, occurrence, item.received_at).await?;
     }
     for change in &changes {
         let occurrence = Occurrence::ExecutionChanged {

@@ -92,12 +92,12 @@ impl SqlStore {
             let reader = pool(4, false).connect_with(options).await?;
             let pragmas = format!("{SQLITE_PRAGMAS} {SQLITE_WRITER_PRAGMAS}");
             // The file as SQLite itself opened it (sqlx decodes the URL; a path spelt from the URL
-            // could name another file). Empty for an in-memory database.
+            // could name another file).
             let file: String =
                 sqlx::query_scalar("select file from pragma_database_list where name = 'main'")
                     .fetch_one(&writer)
                     .await?;
-            let writable = opens_read_write(&url) && !file.is_empty();
+            let writable = opens_read_write(&url);
             let sqlite_ingest = writable.then(|| std::path::PathBuf::from(file)).and_then(|path| {
                 SqliteIngest::start(&path, &pragmas)
                     .inspect_err(|e| {
@@ -159,14 +159,6 @@ impl SqlStore {
     #[must_use]
     pub fn thread_batches(&self) -> u64 {
         self.thread_batches.load(Ordering::Relaxed)
-    }
-
-    /// Starts a write transaction; see `begin_write`.
-    async fn write_tx(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.writer.begin().await?,
-        })
     }
 
     fn outbox_settings(&self) -> Arc<OutboxSettings> {
@@ -322,12 +314,13 @@ pub(crate) async fn escalate(
     env: &EventEnvelope,
     at: Timestamp,
 ) -> StoreResult<()> {
-    let Some(id) = env.checkpoint_ref.as_deref() else {
+    let Some(id) = env
+        .checkpoint_ref
+        .as_deref()
+        .filter(|_| !env.escalate_to.is_empty())
+    else {
         return Ok(());
     };
-    if env.escalate_to.is_empty() {
-        return Ok(());
-    }
     if let Some(checkpoint) = load_checkpoint(c, id).await?
         && checkpoint.status == CheckpointStatus::Pending
     {
@@ -801,7 +794,8 @@ impl Store for SqlStore {
         // Two rounds at most: a lost race (PostgreSQL, several nodes) re-reads and re-decides,
         // which then yields Unchanged or Refused.
         for _ in 0..2 {
-            let mut tx = self.write_tx().await?;
+            let mut writer = self.writer.acquire().await?;
+            let mut tx = begin_write(&mut writer, self.backend).await?;
             let mut planner = self.planner();
             let Some(current) = load_checkpoint(&mut tx, checkpoint_id).await? else {
                 return Ok(DecideOutcome::NotFound);
@@ -834,7 +828,8 @@ impl Store for SqlStore {
     }
 
     async fn expire_due(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<Checkpoint>> {
-        let mut tx = self.write_tx().await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = begin_write(&mut writer, self.backend).await?;
         let mut planner = self.planner();
         let sql = format!(
             "select {CHECKPOINT_COLUMNS} from checkpoints where status = 'pending' and expires_at is not null \
@@ -1047,7 +1042,8 @@ impl Store for SqlStore {
         now: Timestamp,
     ) -> StoreResult<Vec<String>> {
         let max = self.planner_max_attempts();
-        let mut tx = self.write_tx().await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = begin_write(&mut writer, self.backend).await?;
         let mut ids = Vec::with_capacity(deliveries.len());
         for d in deliveries {
             ids.push(outbox::insert(&mut tx, d, now, max).await?);
@@ -1073,7 +1069,8 @@ impl Store for SqlStore {
         outcome: AttemptOutcome,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        let mut tx = self.write_tx().await?;
+        let mut writer = self.writer.acquire().await?;
+        let mut tx = begin_write(&mut writer, self.backend).await?;
         let applied = outbox::record(&mut tx, claimed, &outcome, now).await?;
         tx.commit().await?;
         Ok(applied)
