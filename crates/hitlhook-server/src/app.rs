@@ -22,7 +22,7 @@ use crate::delivery::slack::Slack;
 use crate::delivery::ssrf::Guard;
 use crate::delivery::webhook::Webhooks;
 use crate::delivery::{Channels, DeliveryContext, Wake, Worker, WorkerSettings};
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Shared};
 use crate::hub::Hub;
 use crate::ingest::Ingestor;
 use crate::security::links::LinkSigner;
@@ -89,7 +89,7 @@ impl App {
             base_url,
             LinkSigner::new(&link_secret),
         )?;
-        let state = AppState {
+        let state = AppState::new(Shared {
             amp_replay: Arc::default(),
             ingestor: Ingestor::spawn(Arc::clone(&store), Arc::clone(&hub)),
             store,
@@ -107,7 +107,7 @@ impl App {
             config: Arc::new(config),
             shutdown: CancellationToken::new(),
             delivery,
-        };
+        });
         Ok(App {
             listener,
             state,

@@ -9,6 +9,7 @@ mod outbox;
 mod rows;
 pub mod seed;
 mod sql;
+mod sqlite_file;
 mod sqlite_ingest;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -25,7 +26,8 @@ use hitlhook_domain::{
 
 pub use model::*;
 pub use outbox::OutboxSettings;
-pub use sql::{Backend, SqlStore, create_private_dir, sqlite_file_url};
+pub use sql::{Backend, SqlStore};
+pub use sqlite_file::{create_private_dir, sqlite_file_url};
 
 /// Errors the store reports. Domain refusals are not errors here: they are outcomes.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,13 @@ pub enum StoreError {
          (--data-dir or DATABASE_URL=sqlite:///path/hitlhook.db)"
     )]
     InMemory,
+    #[error(
+        "the SQLite database {path} cannot be written ({cause}). hitlhook writes the file and \
+         creates {path}-wal and {path}-shm beside it: check that this user may write the \
+         directory, that its file system is not mounted read-only, and that DATABASE_URL does \
+         not say mode=ro"
+    )]
+    NotWritable { path: String, cause: String },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("database error")]

@@ -22,7 +22,8 @@ use sqlx::any::AnyConnectOptions;
 use sqlx::{AnyConnection, AssertSqlSafe, ConnectOptions, Connection, Executor};
 
 use crate::rows::{CHECKPOINT_COLUMNS, EVENT_COLUMNS};
-use crate::sql::{EXECUTION_UPSERT_HEAD, Param, sqlite_url};
+use crate::sql::{EXECUTION_UPSERT_HEAD, Param};
+use crate::sqlite_file::sqlite_url;
 use crate::{SqlStore, Store, StoreError, StoreResult};
 
 /// Bound parameters per multi-row `insert`. Small on purpose: sqlx's SQLite driver looks each

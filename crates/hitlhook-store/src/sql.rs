@@ -4,7 +4,6 @@
 //! is decided in [`SqlStore::open`]. One exception, for speed: SQLite's common ingest batches are
 //! written by `sqlite_ingest`, which declines the rest back to this path.
 
-use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -27,22 +26,16 @@ use crate::batch;
 use crate::model::*;
 use crate::outbox::{self, OutboxSettings, Planner};
 use crate::rows::{self, API_KEY_COLUMNS, CHECKPOINT_COLUMNS, EVENT_COLUMNS, EXECUTION_COLUMNS};
+use crate::sqlite_file::{
+    SQLITE_INGEST_PRAGMAS, SQLITE_PRAGMAS, SQLITE_WRITER_PRAGMAS, opens_read_write, preflight,
+    sqlite_url,
+};
 use crate::sqlite_ingest::SqliteIngest;
 use crate::{Store, StoreError, StoreResult};
 use hitlhook_domain::amp::{Origin, OriginKind};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
-
-/// Per-connection SQLite settings. WAL lets readers run beside the single writer;
-/// `synchronous=FULL` makes every commit durable before the HTTP 2xx is sent.
-pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-    PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;";
-
-/// The writer keeps more of the database in its page cache than SQLite's 2 MiB default: every
-/// event touches a few pages of the unique-key indexes at random places, and re-reading them
-/// from the OS page cache was a visible part of the write path. The cache fills only as used.
-pub(crate) const SQLITE_WRITER_PRAGMAS: &str = "PRAGMA cache_size = -65536;";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -73,11 +66,15 @@ impl SqlStore {
         sqlx::any::install_default_drivers();
         if url.starts_with("sqlite:") {
             let url = sqlite_url(url)?;
+            preflight(&url).await?;
             let options = AnyConnectOptions::from_str(&url)?;
             let pool = |max: u32, writer: bool| {
                 AnyPoolOptions::new()
                     .max_connections(max)
                     .acquire_timeout(Duration::from_secs(30))
+                    // A connection to a local file cannot go stale; the default ping before each
+                    // acquire cost a round trip to sqlx's worker thread per ingest batch.
+                    .test_before_acquire(false)
                     .after_connect(move |conn, _| {
                         Box::pin(async move {
                             conn.execute(SQLITE_PRAGMAS).await?;
@@ -90,7 +87,7 @@ impl SqlStore {
             };
             let writer = pool(1, true).connect_with(options.clone()).await?;
             let reader = pool(4, false).connect_with(options).await?;
-            let pragmas = format!("{SQLITE_PRAGMAS} {SQLITE_WRITER_PRAGMAS}");
+            let pragmas = format!("{SQLITE_PRAGMAS} {SQLITE_INGEST_PRAGMAS}");
             // The file as SQLite itself opened it (sqlx decodes the URL; a path spelt from the URL
             // could name another file).
             let file: String =
@@ -172,73 +169,6 @@ impl SqlStore {
     fn planner(&self) -> Planner {
         Planner::new(self.outbox_settings(), Arc::clone(&self.planned))
     }
-}
-
-/// Creates `dir` (and missing parents) readable by its owner only: the database holds
-/// subscriber signing secrets and the audit trail, and SQLite creates its files with the
-/// process umask (often world-readable). An existing directory is left as the operator made it.
-pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
-/// The SQLite URL of the database file `path`, with what a URL would read otherwise (`%`, `?`,
-/// `#`) percent-encoded: a data directory may be named anything.
-#[must_use]
-pub fn sqlite_file_url(path: &Path) -> String {
-    const SPECIAL: &percent_encoding::AsciiSet =
-        &percent_encoding::CONTROLS.add(b'%').add(b'?').add(b'#');
-    let text = path.to_string_lossy();
-    format!(
-        "sqlite://{}",
-        percent_encoding::utf8_percent_encode(&text, SPECIAL)
-    )
-}
-
-/// Normalises a SQLite URL: creates the parent directory and asks sqlx to create the file.
-pub(crate) fn sqlite_url(url: &str) -> StoreResult<String> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path.is_empty() {
-        return Err(StoreError::UnsupportedUrl(url.to_owned()));
-    }
-    if path == ":memory:" {
-        // Each of the store's connections would get a database of its own.
-        return Err(StoreError::InMemory);
-    }
-    // sqlx percent-decodes the path (so a file name may hold `?` or `#`): the directory to
-    // create is the decoded one.
-    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-    if let Some(parent) = Path::new(&*decoded)
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        create_private_dir(parent)
-            .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", parent.display())))?;
-    }
-    let query = if query.contains("mode=") {
-        query.to_owned()
-    } else if query.is_empty() {
-        "mode=rwc".to_owned()
-    } else {
-        format!("{query}&mode=rwc")
-    };
-    Ok(format!("sqlite://{path}?{query}"))
-}
-
-/// Whether a normalised SQLite URL (`sqlite_url`) opens the database read-write with no other
-/// option: where the ingest thread's own connection can write the same database the same way.
-fn opens_read_write(url: &str) -> bool {
-    let query = url.split_once('?').map_or("", |(_, q)| q);
-    query
-        .split('&')
-        .all(|option| option == "mode=rwc" || option == "mode=rw")
 }
 
 /// Starts a write transaction on `c`. SQLite's takes the write lock up front (`BEGIN
@@ -1158,31 +1088,5 @@ impl Store for SqlStore {
         )
         .fetch_one(&self.reader)
         .await?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sqlite_urls_are_normalised() {
-        let dir = std::env::temp_dir().join(format!("hh-{}", uuid::Uuid::new_v4()));
-        let abs = format!("sqlite://{}/a.db", dir.display());
-        assert_eq!(
-            sqlite_url(&abs).expect("ok"),
-            format!("sqlite://{}/a.db?mode=rwc", dir.display())
-        );
-        assert!(dir.exists());
-        assert_eq!(
-            sqlite_url("sqlite:x.db").expect("ok"),
-            "sqlite://x.db?mode=rwc"
-        );
-        assert_eq!(
-            sqlite_url("sqlite:x.db?mode=ro").expect("ok"),
-            "sqlite://x.db?mode=ro"
-        );
-        assert!(sqlite_url("sqlite:").is_err());
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -45,7 +45,7 @@ pub(crate) struct SqliteIngest {
 }
 
 impl SqliteIngest {
-    /// Opens `path` (which sqlx has already created) with `pragmas`, the store writer's, and
+    /// Opens `path` (which sqlx has already created) with `pragmas` (`SQLITE_INGEST_PRAGMAS`), and
     /// starts the thread.
     pub(crate) fn start(path: &Path, pragmas: &str) -> StoreResult<Self> {
         // Never create: a path sqlx spells differently (percent escapes) must fail here rather

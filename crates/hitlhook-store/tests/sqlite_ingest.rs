@@ -1,7 +1,8 @@
 //! SQLite's write paths: the ingest thread against the general path it stands in for (the same
 //! batch gives the same outcomes, audit trail, executions and deliveries; batches it declines
 //! still land; decisions made while it writes succeed), and a write by another process (the CLI
-//! on the same file) makes the server's writes wait for it, not fail with `SQLITE_BUSY`.
+//! on the same file) makes the server's writes wait for it, not fail with `SQLITE_BUSY`. Also how
+//! a database is opened: odd directory names, in-memory and read-only databases refused.
 
 use std::sync::Arc;
 
@@ -332,4 +333,23 @@ async fn an_in_memory_database_is_refused_with_what_to_use_instead() {
         panic!("an in-memory database opened");
     };
     assert!(error.to_string().contains("--data-dir"), "{error}");
+}
+
+#[tokio::test]
+async fn a_database_that_cannot_be_written_is_refused_at_open_with_why() {
+    let db = TestDb::sqlite();
+    drop(open(&db).await);
+    // `mode=ro` stands in for a read-only file system or file (the tests run as any user).
+    let started = std::time::Instant::now();
+    let Err(error) = SqlStore::open(&format!("{}?mode=ro", db.url)).await else {
+        panic!("a read-only database opened");
+    };
+    assert!(matches!(error, StoreError::NotWritable { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("hitlhook.db-wal"), "{message}");
+    assert!(message.contains("read-only"), "{message}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "refused at once, not after the pool's timeout"
+    );
 }

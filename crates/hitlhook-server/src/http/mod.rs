@@ -40,9 +40,28 @@ use crate::security::signature::SigningKeys;
 use crate::security::stream_token::StreamTokens;
 use crate::waiters::Waiters;
 
-/// What every handler can reach.
+/// What every handler can reach: one shared allocation, so the per-request clone that axum's
+/// `State` extractor and the middleware make is a single reference-count increment.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    #[must_use]
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The handles `AppState` shares.
+pub struct Shared {
     pub store: Arc<dyn Store>,
     pub ingestor: Ingestor,
     pub waiters: Arc<Waiters>,
