@@ -3,7 +3,7 @@
 //! costs a hop to the driver's connection thread; at thousands of events per second those hops,
 //! not SQL, are the cost (profiled: about half of the CPU in context switches).
 //!
-//! The result is exactly what the per-event path in `sql.rs` computes, in the same order:
+//! The result is exactly what the per-event path in `writes.rs` computes, in the same order:
 //! lookups are prefetched, the domain decides in memory, and rows are written in bulk. Two rare
 //! cases leave the fast path: an event that ends an execution with pending checkpoints (a
 //! cascade) is applied on its own through the per-event path, and any surprise (a concurrent
@@ -17,8 +17,10 @@ use sqlx::{Acquire, AnyConnection, AssertSqlSafe, Row};
 
 use crate::model::{IngestItem, IngestOutcome, IngestRejection, Receipt};
 use crate::outbox::Planner;
+use crate::reads::Param;
 use crate::rows::{self, CHECKPOINT_COLUMNS, EXECUTION_COLUMNS};
-use crate::sql::{Backend, Param, Step, ingest_one, new_checkpoint_id, receipt_by_seq};
+use crate::sql::Backend;
+use crate::writes::{Step, ingest_one, new_checkpoint_id, receipt_by_seq};
 use crate::{StoreError, StoreResult};
 
 /// Rows per multi-row statement: well under both backends' bind-parameter limits.
@@ -261,7 +263,7 @@ pub async fn ingest_fast(
                         outcome
                     }
                 };
-                let reloaded = crate::sql::load_execution(c, kickoff)
+                let reloaded = crate::writes::load_execution(c, kickoff)
                     .await?
                     .ok_or(FastPathError::Raced)?;
                 if let Some(state) = executions.get_mut(kickoff) {
@@ -315,7 +317,7 @@ pub async fn ingest_fast(
             continue;
         };
         let Some(cp) = checkpoint else {
-            crate::sql::escalate(c, planner, &item.envelope, item.received_at).await?;
+            crate::writes::escalate(c, planner, &item.envelope, item.received_at).await?;
             continue;
         };
         let spec = item.envelope.checkpoint.as_ref();
@@ -516,9 +518,9 @@ async fn flush(
         }
         let sql = format!(
             "{} values {} {}",
-            crate::sql::EXECUTION_UPSERT_HEAD,
+            crate::writes::EXECUTION_UPSERT_HEAD,
             placeholders(backend, chunk.len(), 13),
-            crate::sql::EXECUTION_UPSERT_TAIL
+            crate::writes::EXECUTION_UPSERT_TAIL
         );
         bind_all(sqlx::query(AssertSqlSafe(sql)), params)
             .execute(&mut *c)

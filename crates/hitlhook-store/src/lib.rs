@@ -6,6 +6,7 @@ mod amp;
 mod batch;
 mod model;
 mod outbox;
+mod reads;
 mod rows;
 pub mod seed;
 mod sql;
@@ -13,6 +14,7 @@ mod sqlite_file;
 mod sqlite_ingest;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod writes;
 
 use std::sync::Arc;
 

@@ -14,7 +14,8 @@ use sqlx::{AnyConnection, AnyPool, AssertSqlSafe};
 
 use crate::model::*;
 use crate::rows::{self, DELIVERY_COLUMNS, SUBSCRIPTION_COLUMNS};
-use crate::sql::{Backend, NewEvent, insert_event};
+use crate::sql::Backend;
+use crate::writes::{NewEvent, insert_event};
 use crate::{StoreError, StoreResult};
 
 /// What the planner needs from the configuration: the channels and the default attempt limit.
@@ -364,32 +365,32 @@ pub(crate) async fn next_due(pool: &AnyPool) -> StoreResult<Option<Timestamp>> {
 
 pub(crate) async fn list(pool: &AnyPool, q: &DeliveryQuery) -> StoreResult<Page<Delivery>> {
     let mut sql = format!("select {DELIVERY_COLUMNS} from deliveries where 1 = 1");
-    let mut query_args: Vec<crate::sql::Param> = Vec::new();
+    let mut query_args: Vec<crate::reads::Param> = Vec::new();
     if let Some(state) = q.state {
-        query_args.push(crate::sql::Param::Text(state.as_str().to_owned()));
+        query_args.push(crate::reads::Param::Text(state.as_str().to_owned()));
         sql += &format!(" and state = ${}", query_args.len());
     }
     if let Some(checkpoint) = &q.checkpoint_id {
-        query_args.push(crate::sql::Param::Text(checkpoint.clone()));
+        query_args.push(crate::reads::Param::Text(checkpoint.clone()));
         sql += &format!(" and checkpoint_id = ${}", query_args.len());
     }
     if let Some(kind) = q.kind {
-        query_args.push(crate::sql::Param::Text(kind.as_str().to_owned()));
+        query_args.push(crate::reads::Param::Text(kind.as_str().to_owned()));
         sql += &format!(" and kind = ${}", query_args.len());
     }
     if let Some(cursor) = q.cursor {
-        query_args.push(crate::sql::Param::Int(cursor));
+        query_args.push(crate::reads::Param::Int(cursor));
         sql += &format!(" and seq < ${}", query_args.len());
     }
-    let limit = crate::sql::clamp_limit(q.limit);
-    query_args.push(crate::sql::Param::Int(limit + 1));
+    let limit = crate::reads::clamp_limit(q.limit);
+    query_args.push(crate::reads::Param::Int(limit + 1));
     sql += &format!(" order by seq desc limit ${}", query_args.len());
-    let rows = crate::sql::fetch_dynamic(pool, sql, query_args).await?;
+    let rows = crate::reads::fetch_dynamic(pool, sql, query_args).await?;
     let items = rows
         .iter()
         .map(rows::delivery)
         .collect::<StoreResult<Vec<_>>>()?;
-    Ok(crate::sql::page(items, limit, |d| d.seq))
+    Ok(crate::reads::page(items, limit, |d| d.seq))
 }
 
 pub(crate) async fn create_subscription(

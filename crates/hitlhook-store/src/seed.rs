@@ -21,9 +21,10 @@ use serde_json::json;
 use sqlx::any::AnyConnectOptions;
 use sqlx::{AnyConnection, AssertSqlSafe, ConnectOptions, Connection, Executor};
 
+use crate::reads::Param;
 use crate::rows::{CHECKPOINT_COLUMNS, EVENT_COLUMNS};
-use crate::sql::{EXECUTION_UPSERT_HEAD, Param};
 use crate::sqlite_file::sqlite_url;
+use crate::writes::EXECUTION_UPSERT_HEAD;
 use crate::{SqlStore, Store, StoreError, StoreResult};
 
 /// Bound parameters per multi-row `insert`. Small on purpose: sqlx's SQLite driver looks each

@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use crate::model::{IngestItem, IngestOutcome, IngestRejection, Receipt};
 use crate::outbox::{INSERT_DELIVERY, OutboxSettings};
 use crate::rows::{self, EXECUTION_COLUMNS};
-use crate::sql::{EXECUTION_UPSERT_HEAD, EXECUTION_UPSERT_TAIL, new_checkpoint_id};
+use crate::writes::{EXECUTION_UPSERT_HEAD, EXECUTION_UPSERT_TAIL, new_checkpoint_id};
 use crate::{StoreError, StoreResult};
 
 /// A batch as written.
