@@ -204,6 +204,8 @@ impl Store for SqlStore {
                     self.planned
                         .fetch_add(written.deliveries, Ordering::Release);
                     self.thread_batches.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("hitlhook_ingest_batches_total", "path" => "sqlite_thread")
+                        .increment(1);
                     return Ok(written.outcomes);
                 }
                 Ok(None) => {}
@@ -212,6 +214,9 @@ impl Store for SqlStore {
                 }
             }
         }
+        // Operators see how often SQLite's batches leave the fast thread (redeliveries, AMP,
+        // cascades) and whether it runs at all.
+        metrics::counter!("hitlhook_ingest_batches_total", "path" => "general").increment(1);
         let mut tx = begin_write(&mut writer, self.backend).await?;
         let mut planner = self.planner();
         match batch::ingest_fast(&mut tx, self.backend, &mut planner, batch).await {

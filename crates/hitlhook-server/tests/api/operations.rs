@@ -45,6 +45,16 @@ async fn health_ready_and_metrics_report_the_truth(db: TestDb) {
         .await
         .expect("text");
     assert!(metrics.contains("hitlhook_ingest_total"), "{metrics}");
+    // SQLite's common batches go through its ingest thread; PostgreSQL has the one path.
+    let path = if backend == "sqlite" {
+        "sqlite_thread"
+    } else {
+        "general"
+    };
+    assert!(
+        metrics.contains(&format!("hitlhook_ingest_batches_total{{path=\"{path}\"}}")),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("hitlhook_http_request_duration_seconds_bucket"),
         "latency histogram"
