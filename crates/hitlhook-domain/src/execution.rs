@@ -126,7 +126,15 @@ impl Execution {
             EventKind::CheckpointRequired => Some(ExecutionStatus::WaitingForHuman),
             _ => None,
         };
-        self.move_to(next, at)
+        let ended = self.status.is_terminal();
+        let mut effects = self.move_to(next, at);
+        if ended && matches!(kind, EventKind::CheckpointRequired) {
+            // A checkpoint arriving after the end (a delayed redelivery, a crew that stopped
+            // waiting) is closed at once, as the end closed those pending then: nothing would
+            // resume, and it must not wait in the inbox forever.
+            effects.cancel_pending = true;
+        }
+        effects
     }
 
     /// Records that one of this execution's pending checkpoints was closed.
@@ -287,6 +295,31 @@ mod tests {
         );
         let (_, effects) = run(vec![Step::Ev(EventKind::CrewCompleted)]);
         assert_eq!(effects, vec![Effects::default()]);
+    }
+
+    #[test]
+    fn a_checkpoint_after_the_end_is_cancelled_at_once() {
+        for end in [
+            EventKind::CrewCompleted,
+            EventKind::CrewFailed,
+            EventKind::CrewStopped,
+        ] {
+            let (ex, effects) = run(vec![
+                Step::Ev(end),
+                Step::Ev(EventKind::CheckpointRequired),
+                Step::Closed(CheckpointClosed::Cancelled),
+            ]);
+            assert_eq!(
+                effects[1],
+                Effects {
+                    cancel_pending: true
+                }
+            );
+            assert!(ex.status.is_terminal(), "{:?}", ex.status);
+            assert_eq!((ex.checkpoints_total, ex.checkpoints_pending), (1, 0));
+        }
+        let (_, effects) = run(vec![Step::Ev(EventKind::CheckpointRequired)]);
+        assert_eq!(effects, vec![Effects::default()], "a running one waits");
     }
 
     #[test]

@@ -242,6 +242,83 @@ async fn a_finished_crew_cancels_pending_checkpoints() {
 }
 
 #[tokio::test]
+async fn a_checkpoint_after_the_end_is_closed_at_once() {
+    each_backend(|name, store| async move {
+        let done = serde_json::json!({"event_type": "crew.completed", "kickoff_id": "k-1"});
+        ingest_one(&store, item("ev:1", &done)).await;
+        let IngestOutcome::Accepted {
+            created, closed, ..
+        } = ingest_one(&store, item("ev:2", &checkpoint_event("cp-late", "k-1"))).await
+        else {
+            panic!("{name}")
+        };
+        assert!(created.is_some(), "{name}: recorded, for the audit trail");
+        assert_eq!(closed.len(), 1, "{name}");
+        // In one batch too (SQLite's ingest thread hands it to the general path).
+        let stopped = serde_json::json!({"event_type": "crew.stopped", "kickoff_id": "k-2"});
+        let task = serde_json::json!({"event_type": "task.started", "kickoff_id": "k-2"});
+        let outcomes = store
+            .ingest(&[
+                item("ev:3", &stopped),
+                item("ev:4", &checkpoint_event("cp-batch", "k-2")),
+                item("ev:5", &task),
+            ])
+            .await
+            .expect("ingest");
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, IngestOutcome::Accepted { .. })),
+            "{name}: {outcomes:?}"
+        );
+        for (id, kickoff, reason, status) in [
+            (
+                "cp-late",
+                "k-1",
+                "execution completed",
+                ExecutionStatus::Completed,
+            ),
+            (
+                "cp-batch",
+                "k-2",
+                "execution stopped",
+                ExecutionStatus::Stopped,
+            ),
+        ] {
+            let cp = store
+                .get_checkpoint(id)
+                .await
+                .expect("get")
+                .expect("exists");
+            assert_eq!(
+                (cp.status, cp.closed_reason.as_deref()),
+                (CheckpointStatus::Cancelled, Some(reason)),
+                "{name} {id}"
+            );
+            let ex = store
+                .get_execution(kickoff)
+                .await
+                .expect("get")
+                .expect("exists");
+            assert_eq!(
+                (ex.status, ex.checkpoints_total, ex.checkpoints_pending),
+                (status, 1, 0),
+                "{name} {id}"
+            );
+        }
+        let decided = store
+            .decide("cp-late", decision(Action::Continue, None), "key:a", T0)
+            .await
+            .expect("decide");
+        assert!(
+            !matches!(decided, DecideOutcome::Decided { .. }),
+            "{name}: {decided:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn expiry_applies_on_timeout_or_marks_expired() {
     each_backend(|name, store| async move {
         let mut with_default = checkpoint_event("cp-1", "k-1");

@@ -1,6 +1,7 @@
 //! The outbox end to end: a worker that dies holding a lease delays a delivery only until the
 //! lease ends; deliveries sent late render the checkpoint as it is then (a Slack post already
-//! decided, no email for a closed checkpoint).
+//! decided, no email for a closed checkpoint); a checkpoint arriving after its execution ended is
+//! closed at once and mailed to nobody.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +11,7 @@ use hitlhook_domain::Timestamp;
 use hitlhook_server::config::Secret;
 use hitlhook_server::delivery::config::SmtpTls;
 use hitlhook_store::testing::TestDb;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::*;
 use crate::on_both_backends;
@@ -20,6 +21,7 @@ use crate::webhooks::{fast, subscribe};
 on_both_backends!(
     a_crashed_workers_rows_come_due_again_when_its_lease_ends,
     late_deliveries_render_the_current_state,
+    a_checkpoint_after_the_end_is_closed_and_mailed_to_nobody,
 );
 
 async fn a_crashed_workers_rows_come_due_again_when_its_lease_ends(db: TestDb) {
@@ -129,4 +131,61 @@ async fn late_deliveries_render_the_current_state(db: TestDb) {
             "no links are mailed for a decided checkpoint"
         );
     }
+}
+
+async fn a_checkpoint_after_the_end_is_closed_and_mailed_to_nobody(db: TestDb) {
+    let Some(smtp) = SmtpServer::start().await else {
+        return;
+    };
+    let port = smtp.port;
+    let app = TestApp::spawn_with(db, move |cfg| {
+        cfg.delivery.smtp_host = Some("127.0.0.1".into());
+        cfg.delivery.smtp_port = Some(port);
+        cfg.delivery.smtp_tls = SmtpTls::None;
+        cfg.delivery.smtp_from = Some("hitlhook <hitl@example.com>".into());
+        cfg.delivery.email_recipients = vec!["ops@example.com".into()];
+        cfg.delivery.schedule = "20ms".into();
+    })
+    .await;
+    let done = json!({"event_type": "crew.completed", "kickoff_id": "k-1"});
+    assert_eq!(app.send_event(&done).await.status(), 200);
+    assert_eq!(
+        app.send_event(&checkpoint_body("cp-late", "k-1"))
+            .await
+            .status(),
+        200,
+        "recorded: the trail keeps it"
+    );
+    let cp = app.checkpoint("cp-late").await;
+    assert_eq!(cp["status"], "cancelled");
+    assert_eq!(cp["closed_reason"], "execution completed");
+    assert_eq!(
+        app.trail("/v1/executions/k-1/events").await,
+        [
+            "crew.completed",
+            "checkpoint.required",
+            "checkpoint.cancelled"
+        ]
+    );
+    let pending: Value = app
+        .get(ADMIN_KEY, "/v1/checkpoints?status=pending")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(pending["items"], json!([]), "nothing waits in the inbox");
+    let status: Value = app
+        .get(ADMIN_KEY, "/webhook/status/k-1")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["execution"]["status"], "completed");
+    assert_eq!(status["execution"]["checkpoints_pending"], 0);
+    let skipped = app.delivery_in_state("cp-late", "email", "skipped").await;
+    assert_eq!(skipped["target"], "ops@example.com");
+    assert!(
+        smtp.messages().is_empty(),
+        "no links for a closed checkpoint"
+    );
 }
