@@ -311,9 +311,12 @@ impl EventEnvelope {
         let mut wire = wire;
         if wire.event_type.is_none() {
             wire.event_type = alias_text(wire.type_alias, "type")?;
-        }
-        if wire.event_id.is_none() {
-            wire.event_id = alias_text(wire.id_alias, "id")?;
+            // `id` is the event's identity only in AMP's shape (`type`, not `event_type`): beside
+            // `event_type` it is the sender's own data (a task's id, say), and taking it as the
+            // identity would merge different events into one "redelivery".
+            if wire.event_id.is_none() {
+                wire.event_id = alias_text(wire.id_alias, "id")?;
+            }
         }
         if wire.kickoff_id.is_none() {
             wire.kickoff_id = alias_text(wire.execution_id_alias, "execution_id")?;
@@ -717,22 +720,31 @@ mod tests {
 
     #[test]
     fn canonical_fields_win_over_amp_aliases() {
-        let cases: [(&[u8], [&str; 3]); 2] = [
+        let cases: [(&[u8], [Option<&str>; 3]); 4] = [
             (
                 br#"{"event_type": "task.completed", "type": "research", "event_id": "e-1",
                      "id": "t-1", "kickoff_id": "k-1", "execution_id": "x-1"}"#,
-                ["task.completed", "e-1", "k-1"],
+                [Some("task.completed"), Some("e-1"), Some("k-1")],
             ),
             (
                 br#"{"type": "task.started", "id": "a-1", "execution_id": "x-1"}"#,
-                ["task.started", "a-1", "x-1"],
+                [Some("task.started"), Some("a-1"), Some("x-1")],
+            ),
+            // Beside `event_type`, `id` is the sender's (two events of one task share it).
+            (
+                br#"{"event_type": "task.started", "id": "task-1", "execution_id": "x-1"}"#,
+                [Some("task.started"), None, Some("x-1")],
+            ),
+            (
+                br#"{"type": "task.started", "event_id": "e-2", "id": "a-2"}"#,
+                [Some("task.started"), Some("e-2"), None],
             ),
         ];
         for (body, [event_type, event_id, kickoff_id]) in cases {
             let env = EventEnvelope::parse(body).expect("parses");
-            assert_eq!(env.event_type, event_type);
-            assert_eq!(env.event_id.as_deref(), Some(event_id));
-            assert_eq!(env.kickoff_id.as_deref(), Some(kickoff_id));
+            assert_eq!(Some(env.event_type.as_str()), event_type);
+            assert_eq!(env.event_id.as_deref(), event_id);
+            assert_eq!(env.kickoff_id.as_deref(), kickoff_id);
         }
     }
 

@@ -15,7 +15,27 @@ on_both_backends!(
     redelivery_gets_the_same_answer_and_changes_nothing,
     events_drive_the_execution_and_the_audit_trail,
     concurrent_events_are_all_committed_in_order,
+    events_sharing_a_top_level_id_stay_separate_events,
 );
+
+/// A top-level `id` beside `event_type` is the crew's own data (here a task's id), not the
+/// event's identity: both events are stored, neither is a "redelivery".
+async fn events_sharing_a_top_level_id_stay_separate_events(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    for kind in ["task.started", "task.completed"] {
+        let body = json!({"event_type": kind, "kickoff_id": "k-1", "id": "research_task"});
+        let response = app.send_event(&body).await;
+        assert_eq!(response.status(), 200, "{kind}");
+        assert!(
+            response.headers().get("idempotent-replayed").is_none(),
+            "{kind} is new"
+        );
+    }
+    assert_eq!(
+        app.trail("/v1/executions/k-1/events").await,
+        ["task.started", "task.completed"]
+    );
+}
 
 fn body_bytes(id: &str) -> Vec<u8> {
     serde_json::to_vec(&checkpoint_body(id, "k-1")).expect("json")
