@@ -220,6 +220,9 @@ pub struct EventEnvelope {
     pub checkpoint_ref: Option<String>,
     /// Whom to tell about `checkpoint_ref` while it is pending (an escalation's new assignee).
     pub escalate_to: Vec<String>,
+    /// Where a decision on `checkpoint_ref` is answered from now on, while it is pending: an
+    /// AMP flow escalation's `callback_url` (AMP may send a new single-use token with it).
+    pub escalated_callback: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -420,6 +423,7 @@ impl EventEnvelope {
             checkpoint,
             checkpoint_ref: None,
             escalate_to: Vec::new(),
+            escalated_callback: None,
         })
     }
 }

@@ -2,7 +2,7 @@
 //! checkpoint's own transaction), the executions hitlhook resumes, and the planning of the
 //! resume delivery when an AMP checkpoint is decided (in the decision's transaction).
 
-use hitlhook_domain::amp::{AuthMode, EmitMap, KickoffHooks, Origin, resume};
+use hitlhook_domain::amp::{AuthMode, EmitMap, KickoffHooks, Origin, OriginKind, resume};
 use hitlhook_domain::{Checkpoint, CheckpointStatus, NewDelivery, Timestamp};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Row};
@@ -125,6 +125,29 @@ pub(crate) async fn save_origin(
     .bind(now.millis())
     .execute(&mut *c)
     .await?;
+    Ok(())
+}
+
+/// Points a pending flow checkpoint's answer at an escalation's `callback_url` (its token may be
+/// new). Crew origins and unchanged URLs are left alone.
+pub(crate) async fn replace_flow_callback(
+    c: &mut AnyConnection,
+    checkpoint_id: &str,
+    callback_url: &str,
+) -> StoreResult<()> {
+    let Some(mut origin) = load_origin(c, checkpoint_id).await? else {
+        return Ok(());
+    };
+    if origin.kind != OriginKind::Flow || origin.callback_url.as_deref() == Some(callback_url) {
+        return Ok(());
+    }
+    origin.callback_url = Some(callback_url.to_owned());
+    let json = serde_json::to_string(&origin).map_err(|e| corrupt("amp origin", e))?;
+    sqlx::query("update amp_checkpoints set origin = $1 where checkpoint_id = $2")
+        .bind(&json)
+        .bind(checkpoint_id)
+        .execute(&mut *c)
+        .await?;
     Ok(())
 }
 

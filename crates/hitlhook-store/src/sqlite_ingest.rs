@@ -114,6 +114,7 @@ fn is_common(c: &Connection, items: &[IngestItem]) -> StoreResult<bool> {
         let spec = item.envelope.checkpoint.as_ref();
         if spec.is_some_and(|s| s.origin.is_some())
             || !item.envelope.escalate_to.is_empty()
+            || item.envelope.escalated_callback.is_some()
             || !events.insert(item.identity.0.as_str())
             || event_known.exists([&item.identity.0])?
         {

@@ -68,13 +68,20 @@ pub(crate) async fn escalate(
     let Some(id) = env
         .checkpoint_ref
         .as_deref()
-        .filter(|_| !env.escalate_to.is_empty())
+        .filter(|_| !env.escalate_to.is_empty() || env.escalated_callback.is_some())
     else {
         return Ok(());
     };
-    if let Some(checkpoint) = load_checkpoint(c, id).await?
-        && checkpoint.status == CheckpointStatus::Pending
-    {
+    let Some(checkpoint) = load_checkpoint(c, id)
+        .await?
+        .filter(|cp| cp.status == CheckpointStatus::Pending)
+    else {
+        return Ok(());
+    };
+    if let Some(url) = &env.escalated_callback {
+        crate::amp::replace_flow_callback(c, id, url).await?;
+    }
+    if !env.escalate_to.is_empty() {
         let occurrence = Occurrence::CheckpointEscalated {
             checkpoint: &checkpoint,
             recipients: &env.escalate_to,

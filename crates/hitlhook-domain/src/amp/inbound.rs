@@ -207,6 +207,7 @@ fn envelope(kind: EventKind, kickoff_id: Option<String>) -> EventEnvelope {
         checkpoint: None,
         checkpoint_ref: None,
         escalate_to: Vec::new(),
+        escalated_callback: None,
     }
 }
 
@@ -449,6 +450,11 @@ impl FlowRequest {
         env.checkpoint_ref = Some(self.checkpoint_id);
         if self.event == FlowEvent::Escalation {
             // The assignee, when it is an email address (as for a new request).
+            env.escalated_callback = self
+                .spec
+                .origin
+                .as_ref()
+                .and_then(|o| o.callback_url.clone());
             env.escalate_to = self.spec.recipients;
         }
         AmpEvent {

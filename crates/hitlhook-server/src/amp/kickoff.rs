@@ -235,6 +235,7 @@ pub fn finished_event(
             checkpoint: None,
             checkpoint_ref: None,
             escalate_to: Vec::new(),
+            escalated_callback: None,
         },
         payload: payload.to_string(),
         source: format!("amp:{source}:reconcile"),

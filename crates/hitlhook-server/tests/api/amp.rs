@@ -770,7 +770,7 @@ async fn flow_requests_in_both_shapes_and_escalations_make_one_checkpoint(db: Te
     let escalation = json!({"event_type": "escalation", "id": "550e8400-e29b-41d4-a716-446655440000",
         "status": "pending", "flow_id": "flow_abc123", "flow_class": "ContentFlow",
         "method_name": "review_article", "message": "Please review this article for publication.",
-        "emit": ["approved", "rejected", "request_changes"], "callback_url": "https://api.crewai.com/cb?token=t",
+        "emit": ["approved", "rejected", "request_changes"], "callback_url": "https://api.crewai.com/cb?token=t2",
         "assigned_to": {"id": 7, "email": "boss@company.com", "name": "Boss"},
         "escalated_at": "2026-01-14T13:00:00Z", "sla_target_minutes": 60});
     let receipt = accepted(&app, "/amp/flows/flow-hitl", &auth, &escalation).await;
@@ -797,6 +797,18 @@ async fn flow_requests_in_both_shapes_and_escalations_make_one_checkpoint(db: Te
         "on the checkpoint's trail"
     );
     assert_eq!(app.checkpoint(id).await["status"], "pending");
+    // The decision will answer at the escalation's callback (AMP may have issued a new token).
+    let origin = app
+        .store
+        .get_amp_origin(id)
+        .await
+        .expect("read")
+        .expect("origin");
+    assert_eq!(
+        origin.callback_url.as_deref(),
+        Some("https://api.crewai.com/cb?token=t2")
+    );
+    assert_eq!(origin.assignee.as_deref(), Some("reviewer@company.com"));
     // Its new assignee gets the checkpoint's email.
     let emails: Vec<(Value, Value)> = app
         .deliveries(id)
