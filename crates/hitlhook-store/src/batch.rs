@@ -17,7 +17,7 @@ use sqlx::{Acquire, AnyConnection, AssertSqlSafe, Row};
 
 use crate::model::{IngestItem, IngestOutcome, IngestRejection, Receipt};
 use crate::outbox::Planner;
-use crate::reads::Param;
+use crate::reads::{Param, bind_all};
 use crate::rows::{self, CHECKPOINT_COLUMNS, EXECUTION_COLUMNS};
 use crate::sql::Backend;
 use crate::writes::{Step, ingest_one, new_checkpoint_id, receipt_by_seq};
@@ -78,21 +78,6 @@ fn placeholders(backend: Backend, rows: usize, cols: usize) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn bind_all<'q>(
-    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    params: Vec<Param>,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    for p in params {
-        query = match p {
-            Param::Int(v) => query.bind(v),
-            Param::Text(v) => query.bind(v),
-            Param::OptInt(v) => query.bind(v),
-            Param::OptText(v) => query.bind(v),
-        };
-    }
-    query
 }
 
 /// `select ... where column in (...)` over many keys, chunked.

@@ -21,7 +21,15 @@ pub(crate) async fn fetch_dynamic(
     sql: String,
     params: Vec<Param>,
 ) -> StoreResult<Vec<sqlx::any::AnyRow>> {
-    let mut query = sqlx::query(AssertSqlSafe(sql));
+    let query = bind_all(sqlx::query(AssertSqlSafe(sql)), params);
+    Ok(query.fetch_all(pool).await?)
+}
+
+/// Binds `params` to `query` in order (`$1`, `$2`, ...).
+pub(crate) fn bind_all<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    params: Vec<Param>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
     for p in params {
         query = match p {
             Param::Int(v) => query.bind(v),
@@ -30,7 +38,7 @@ pub(crate) async fn fetch_dynamic(
             Param::OptText(v) => query.bind(v),
         };
     }
-    Ok(query.fetch_all(pool).await?)
+    query
 }
 
 pub(crate) fn clamp_limit(limit: u32) -> i64 {

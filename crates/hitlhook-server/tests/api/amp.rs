@@ -22,6 +22,14 @@ on_both_backends!(
     a_refused_signed_request_may_be_sent_again,
 );
 
+async fn amp_origin(app: &TestApp, checkpoint_id: &str) -> hitlhook_domain::amp::Origin {
+    app.store
+        .get_amp_origin(checkpoint_id)
+        .await
+        .expect("read")
+        .expect("origin")
+}
+
 pub const HMAC_SECRET: &str = "whsec_c2lnbmluZy1zZWNyZXQtZm9yLWFtcC10ZXN0cw==";
 
 /// Creates a source through the API and returns the creation answer.
@@ -140,19 +148,9 @@ async fn sources_are_managed_by_admins_and_secrets_are_shown_once(db: TestDb) {
         "the deployment token is never shown"
     );
 
-    let listed: Value = app
-        .get(ADMIN_KEY, "/v1/amp/sources")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let listed: Value = app.get_json(ADMIN_KEY, "/v1/amp/sources").await;
     assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
-    let shown: Value = app
-        .get(ADMIN_KEY, "/v1/amp/sources/prod")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let shown: Value = app.get_json(ADMIN_KEY, "/v1/amp/sources/prod").await;
     for secret in [token, url_token, "dep-token-123"] {
         assert!(!listed.to_string().contains(secret) && !shown.to_string().contains(secret));
     }
@@ -308,12 +306,7 @@ async fn a_human_input_request_makes_one_checkpoint_per_round(db: TestDb) {
         .checkpoint(second["checkpoint_id"].as_str().expect("id"))
         .await;
     assert_eq!(cp2["context"]["task_output"], "second draft");
-    let execution: Value = app
-        .get(ADMIN_KEY, "/v1/executions/exec-1")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let execution: Value = app.get_json(ADMIN_KEY, "/v1/executions/exec-1").await;
     assert_eq!(execution["execution"]["status"], "waiting_for_human");
 
     // A deterministic model may produce the very same output after a revision: once the
@@ -740,12 +733,7 @@ async fn flow_requests_in_both_shapes_and_escalations_make_one_checkpoint(db: Te
     );
     assert_eq!(cp["context"]["state"]["article_id"], 12345);
     assert_eq!(cp["allowed_actions"], json!(["continue", "stop", "revise"]));
-    let origin = app
-        .store
-        .get_amp_origin(id)
-        .await
-        .expect("read")
-        .expect("origin");
+    let origin = amp_origin(&app, id).await;
     assert_eq!(
         origin.callback_url.as_deref(),
         Some("https://api.crewai.com/cb?token=t")
@@ -798,12 +786,7 @@ async fn flow_requests_in_both_shapes_and_escalations_make_one_checkpoint(db: Te
     );
     assert_eq!(app.checkpoint(id).await["status"], "pending");
     // The decision will answer at the escalation's callback (AMP may have issued a new token).
-    let origin = app
-        .store
-        .get_amp_origin(id)
-        .await
-        .expect("read")
-        .expect("origin");
+    let origin = amp_origin(&app, id).await;
     assert_eq!(
         origin.callback_url.as_deref(),
         Some("https://api.crewai.com/cb?token=t2")
@@ -918,12 +901,7 @@ async fn event_streams_and_legacy_webhooks_are_recorded(db: TestDb) {
     .await;
     assert_eq!(again.headers()["idempotent-replayed"], "true");
 
-    let events: Value = app
-        .get(ADMIN_KEY, "/v1/executions/run-1/events")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let events: Value = app.get_json(ADMIN_KEY, "/v1/executions/run-1/events").await;
     let items = events["items"].as_array().expect("items");
     let types: Vec<&str> = items
         .iter()
@@ -942,12 +920,7 @@ async fn event_streams_and_legacy_webhooks_are_recorded(db: TestDb) {
     );
     assert_eq!(items[3]["payload"]["meta"]["ticket"], "T-1");
     assert_eq!(items[3]["source"], "amp:crews:url-token");
-    let execution: Value = app
-        .get(ADMIN_KEY, "/v1/executions/run-1")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let execution: Value = app.get_json(ADMIN_KEY, "/v1/executions/run-1").await;
     assert_eq!(execution["execution"]["status"], "completed");
 }
 
@@ -996,12 +969,7 @@ async fn sources_are_kept_apart_and_streams_cannot_ask_for_review(db: TestDb) {
     );
     let crew = json!({"kickoff_id": "run-one", "result": "done"});
     accepted(&app, "/amp/two/crew", &two, &crew).await;
-    let execution: Value = app
-        .get(ADMIN_KEY, "/v1/executions/run-one")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let execution: Value = app.get_json(ADMIN_KEY, "/v1/executions/run-one").await;
     assert_eq!(execution["execution"]["status"], "running", "{execution}");
     assert_eq!(
         app.trail("/v1/executions/run-one/events").await.len(),

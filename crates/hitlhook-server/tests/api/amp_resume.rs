@@ -385,12 +385,7 @@ async fn a_flow_stop_answers_its_request_and_leaves_the_flows_other_requests_ope
     assert_eq!(amp.answer_of("req-a").as_deref(), Some("rejected"));
     // The flow runs on: its other request is still open and answerable.
     assert_eq!(app.checkpoint("amp-flow-req-b").await["status"], "pending");
-    let execution: Value = app
-        .get(ADMIN_KEY, "/v1/executions/flow_abc123")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let execution: Value = app.get_json(ADMIN_KEY, "/v1/executions/flow_abc123").await;
     assert_ne!(execution["status"], "stopped", "{execution}");
     assert_eq!(
         app.decide(ADMIN_KEY, "amp-flow-req-b", "continue", None)
@@ -528,11 +523,8 @@ async fn refused_tokens_dead_letter_at_once_and_revive_once_fixed(db: TestDb) {
     );
     assert!(!error.contains("stale-deployment-token"), "never the token");
     let events: Value = app
-        .get(ADMIN_KEY, &format!("/v1/events?checkpoint_id={id}"))
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json(ADMIN_KEY, &format!("/v1/events?checkpoint_id={id}"))
+        .await;
     assert!(events.to_string().contains("delivery.dead"));
 
     // Fix the token (re-create the source), then revive: the same call goes out again.

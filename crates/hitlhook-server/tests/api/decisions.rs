@@ -63,11 +63,8 @@ async fn a_waiting_client_wakes_with_the_decision(db: TestDb) {
     assert!(started.elapsed() < Duration::from_secs(1));
     app.send_checkpoint("cp-2", "k-1").await;
     let pending: Value = app
-        .get(ADMIN_KEY, "/webhook/checkpoint/cp-2?wait=0.3")
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json(ADMIN_KEY, "/webhook/checkpoint/cp-2?wait=0.3")
+        .await;
     assert_eq!(pending["status"], "pending");
 }
 
@@ -204,11 +201,8 @@ async fn expiry_applies_on_timeout_and_wakes_waiters(db: TestDb) {
     assert_eq!(created["on_timeout"], "skip");
     let started = Instant::now();
     let seen: Value = app
-        .get(ADMIN_KEY, "/webhook/checkpoint/cp-default?wait=20")
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json(ADMIN_KEY, "/webhook/checkpoint/cp-default?wait=20")
+        .await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "woken by the sweeper"
@@ -217,11 +211,8 @@ async fn expiry_applies_on_timeout_and_wakes_waiters(db: TestDb) {
     assert_eq!(seen["decision"]["action"], "skip");
     assert_eq!(seen["decision"]["decided_by"], "system:timeout");
     let plain: Value = app
-        .get(ADMIN_KEY, "/webhook/checkpoint/cp-plain?wait=20")
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json(ADMIN_KEY, "/webhook/checkpoint/cp-plain?wait=20")
+        .await;
     assert_eq!(plain["status"], "expired");
     assert_problem(
         app.decide(ADMIN_KEY, "cp-plain", "continue", None).await,
@@ -253,11 +244,8 @@ async fn state_survives_a_restart(db: TestDb) {
     let waiter = {
         let app = std::sync::Arc::clone(&app);
         tokio::spawn(async move {
-            app.get(ADMIN_KEY, "/webhook/checkpoint/cp-open?wait=30")
+            app.get_json(ADMIN_KEY, "/webhook/checkpoint/cp-open?wait=30")
                 .await
-                .json::<Value>()
-                .await
-                .expect("json")
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -285,11 +273,6 @@ async fn stop_cancels_the_executions_other_checkpoints(db: TestDb) {
     let other = app.checkpoint("cp-2").await;
     assert_eq!(other["status"], "cancelled");
     assert_eq!(other["closed_reason"], "execution stopped");
-    let status: Value = app
-        .get(ADMIN_KEY, "/webhook/status/k-1")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let status: Value = app.get_json(ADMIN_KEY, "/webhook/status/k-1").await;
     assert_eq!(status["execution"]["status"], "stopped");
 }

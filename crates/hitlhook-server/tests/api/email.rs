@@ -12,7 +12,7 @@ use hitlhook_server::config::Secret;
 use hitlhook_server::delivery::config::SmtpTls;
 use hitlhook_server::security::links::{LinkClaims, LinkSigner};
 use hitlhook_store::testing::TestDb;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::*;
 use crate::on_both_backends;
@@ -172,11 +172,8 @@ async fn an_emailed_link_confirms_then_decides_and_every_channel_follows(db: Tes
     let waiter = {
         let app = Arc::clone(&app);
         tokio::spawn(async move {
-            app.get(ADMIN_KEY, "/v1/checkpoints/cp-1?wait=20")
+            app.get_json(ADMIN_KEY, "/v1/checkpoints/cp-1?wait=20")
                 .await
-                .json::<Value>()
-                .await
-                .expect("json")
         })
     };
 

@@ -196,6 +196,11 @@ impl TestApp {
             .expect("request")
     }
 
+    /// `GET path` with `key`, as JSON.
+    pub async fn get_json(&self, key: &str, path: &str) -> Value {
+        self.get(key, path).await.json().await.expect("json")
+    }
+
     pub async fn checkpoint(&self, id: &str) -> Value {
         let response = self
             .get(ADMIN_KEY, &format!("/webhook/checkpoint/{id}"))
@@ -207,7 +212,7 @@ impl TestApp {
     /// The event types of an audit trail page (`/v1/events?...` or an execution's events), in
     /// order.
     pub async fn trail(&self, path: &str) -> Vec<String> {
-        let page: Value = self.get(ADMIN_KEY, path).await.json().await.expect("json");
+        let page = self.get_json(ADMIN_KEY, path).await;
         page["items"]
             .as_array()
             .expect("items")

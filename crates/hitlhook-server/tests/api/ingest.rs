@@ -347,20 +347,10 @@ async fn events_drive_the_execution_and_the_audit_trail(db: TestDb) {
     ] {
         assert_eq!(app.send_event(&body).await.status(), 200);
     }
-    let status: Value = app
-        .get(ADMIN_KEY, "/webhook/status/k-1")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let status: Value = app.get_json(ADMIN_KEY, "/webhook/status/k-1").await;
     assert_eq!(status["execution"]["status"], "running");
     app.send_checkpoint("cp-1", "k-1").await;
-    let status: Value = app
-        .get(ADMIN_KEY, "/webhook/status/k-1")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let status: Value = app.get_json(ADMIN_KEY, "/webhook/status/k-1").await;
     assert_eq!(status["execution"]["status"], "waiting_for_human");
     assert_eq!(status["execution"]["events_total"], 5);
     assert_eq!(status["execution"]["tasks_completed"], 1);
@@ -394,22 +384,16 @@ async fn events_drive_the_execution_and_the_audit_trail(db: TestDb) {
     app.send_event(&json!({"event_type": "crew.completed", "kickoff_id": "k-1"}))
         .await;
     let trail: Value = app
-        .get(ADMIN_KEY, "/v1/executions/k-1/events?limit=3")
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json(ADMIN_KEY, "/v1/executions/k-1/events?limit=3")
+        .await;
     assert_eq!(trail["items"].as_array().map(Vec::len), Some(3));
     let next = trail["next_cursor"].as_str().expect("cursor").to_owned();
     let rest: Value = app
-        .get(
+        .get_json(
             ADMIN_KEY,
             &format!("/v1/executions/k-1/events?cursor={next}"),
         )
-        .await
-        .json()
-        .await
-        .expect("json");
+        .await;
     let rest_types: Vec<&str> = rest["items"]
         .as_array()
         .expect("items")
@@ -426,12 +410,7 @@ async fn events_drive_the_execution_and_the_audit_trail(db: TestDb) {
         ]
     );
     assert_eq!(rest["items"][2]["source"], "key:WEBHOOK_API_KEY");
-    let status: Value = app
-        .get(ADMIN_KEY, "/webhook/status/k-1")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let status: Value = app.get_json(ADMIN_KEY, "/webhook/status/k-1").await;
     assert_eq!(status["execution"]["status"], "completed");
     assert!(status["execution"]["finished_at"].is_string());
     assert_problem(
@@ -464,12 +443,7 @@ async fn concurrent_events_are_all_committed_in_order(db: TestDb) {
     seqs.sort_unstable();
     seqs.dedup();
     assert_eq!(seqs.len(), 200, "every event got its own sequence number");
-    let status: Value = app
-        .get(ADMIN_KEY, "/webhook/status/k-load")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let status: Value = app.get_json(ADMIN_KEY, "/webhook/status/k-load").await;
     assert_eq!(status["execution"]["tasks_completed"], 200);
 }
 
@@ -520,12 +494,7 @@ async fn amp_event_stream_batches_are_stored_in_order_once(db: TestDb) {
         before,
         "a redelivered batch changes nothing"
     );
-    let status: Value = app
-        .get(ADMIN_KEY, "/webhook/status/amp-1")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let status: Value = app.get_json(ADMIN_KEY, "/webhook/status/amp-1").await;
     assert_eq!(status["execution"]["tasks_started"], 1);
     assert_eq!(
         status["recent_events"][2]["payload"]["data"]["model"],
@@ -539,12 +508,7 @@ async fn amp_event_stream_batches_are_stored_in_order_once(db: TestDb) {
         .send()
         .await
         .expect("req");
-    let status: Value = app
-        .get(ADMIN_KEY, "/webhook/status/amp-1")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let status: Value = app.get_json(ADMIN_KEY, "/webhook/status/amp-1").await;
     assert_eq!(status["execution"]["status"], "completed");
     // A malformed event refuses the whole batch, naming it; nothing is stored.
     let before = app.snapshot().await;

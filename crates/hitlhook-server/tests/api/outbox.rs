@@ -168,18 +168,10 @@ async fn a_checkpoint_after_the_end_is_closed_and_mailed_to_nobody(db: TestDb) {
         ]
     );
     let pending: Value = app
-        .get(ADMIN_KEY, "/v1/checkpoints?status=pending")
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json(ADMIN_KEY, "/v1/checkpoints?status=pending")
+        .await;
     assert_eq!(pending["items"], json!([]), "nothing waits in the inbox");
-    let status: Value = app
-        .get(ADMIN_KEY, "/webhook/status/k-1")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let status: Value = app.get_json(ADMIN_KEY, "/webhook/status/k-1").await;
     assert_eq!(status["execution"]["status"], "completed");
     assert_eq!(status["execution"]["checkpoints_pending"], 0);
     let skipped = app.delivery_in_state("cp-late", "email", "skipped").await;

@@ -112,34 +112,22 @@ async fn subscriptions_are_managed_through_the_api(db: TestDb) {
             .is_some_and(|s| s.starts_with("whsec_")),
         "the secret is shown once: {created}"
     );
-    let listed: Value = app
-        .get(ADMIN_KEY, "/v1/subscriptions")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let listed: Value = app.get_json(ADMIN_KEY, "/v1/subscriptions").await;
     assert_eq!(listed["items"][0]["id"], id.as_str());
     assert!(
         listed["items"][0].get("secret").is_none(),
         "never shown again"
     );
     let one: Value = app
-        .get(ADMIN_KEY, &format!("/v1/subscriptions/{id}"))
-        .await
-        .json()
-        .await
-        .expect("json");
+        .get_json(ADMIN_KEY, &format!("/v1/subscriptions/{id}"))
+        .await;
     assert_eq!(
         one["event_types"],
         json!(["checkpoint.decided", "execution.*"])
     );
     let before = app.snapshot().await;
     let count = || async {
-        app.get(ADMIN_KEY, "/v1/subscriptions")
-            .await
-            .json::<Value>()
-            .await
-            .expect("json")["items"]
+        app.get_json(ADMIN_KEY, "/v1/subscriptions").await["items"]
             .as_array()
             .map(Vec::len)
     };

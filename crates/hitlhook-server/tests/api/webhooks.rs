@@ -162,12 +162,7 @@ async fn an_always_failing_receiver_ends_dead_and_a_retry_revives_it(db: TestDb)
     );
     let id = dead["id"].as_str().expect("id").to_owned();
     // The dead letter is on the audit trail too.
-    let events: Value = app
-        .get(ADMIN_KEY, "/v1/events?limit=100")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let events: Value = app.get_json(ADMIN_KEY, "/v1/events?limit=100").await;
     assert!(
         events["items"]
             .as_array()
@@ -178,12 +173,7 @@ async fn an_always_failing_receiver_ends_dead_and_a_retry_revives_it(db: TestDb)
         "{events}"
     );
     // Listing by state finds it; bad filters are refused precisely.
-    let listed: Value = app
-        .get(ADMIN_KEY, "/v1/deliveries?state=dead")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let listed: Value = app.get_json(ADMIN_KEY, "/v1/deliveries?state=dead").await;
     assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
     assert_problem(
         app.get(ADMIN_KEY, "/v1/deliveries?state=failed").await,
