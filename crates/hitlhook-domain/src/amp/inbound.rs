@@ -253,10 +253,21 @@ pub fn human_input(source: &str, body: &[u8]) -> Result<AmpEvent, EnvelopeError>
     })
 }
 
+/// What a flow HITL webhook asks for.
+#[derive(Debug, Clone)]
+pub enum FlowHook {
+    /// A request (`new_request`) or its escalation.
+    Request(FlowRequest),
+    /// Any other event name (one AMP added later, a response made elsewhere...): recorded as
+    /// `amp.flow_<name>` on the execution's trail and the request's checkpoint, never refused,
+    /// since AMP does not resend a refused post.
+    Notification(AmpEvent),
+}
+
 /// A flow HITL webhook: `{"event", "request": {...}, "deployment", "callback_url",
 /// "assigned_to_email"}`, or the flat variant with `event_type` and the request's fields at the
 /// top level.
-pub fn flow_request(source: &str, body: &[u8]) -> Result<FlowRequest, EnvelopeError> {
+pub fn flow_hook(source: &str, body: &[u8]) -> Result<FlowHook, EnvelopeError> {
     let map = object(body)?;
     let nested = map.contains_key("request");
     let (event_field, event_name) = if nested {
@@ -267,19 +278,58 @@ pub fn flow_request(source: &str, body: &[u8]) -> Result<FlowRequest, EnvelopeEr
     let event = match event_name.as_deref() {
         Some("new_request") => FlowEvent::NewRequest,
         Some("escalation") => FlowEvent::Escalation,
-        Some(other) => {
-            return Err(schema(
-                event_field,
-                format!("{other:?} is not a flow HITL event: expected new_request or escalation"),
-            ));
-        }
+        Some(other) => return notification(event_field, other, map, nested),
         None => {
             return Err(schema(
                 event_field,
-                "is required (new_request or escalation)",
+                "is required (new_request, escalation or another flow HITL event name)",
             ));
         }
     };
+    flow_request(source, map, nested, event).map(FlowHook::Request)
+}
+
+/// An event name hitlhook does not act on, kept with its request's ids.
+fn notification(
+    event_field: &str,
+    name: &str,
+    map: Map<String, Value>,
+    nested: bool,
+) -> Result<FlowHook, EnvelopeError> {
+    let event_type = format!("amp.flow_{name}");
+    check_id(event_field, &event_type)?;
+    let request = match map.get("request") {
+        Some(Value::Object(r)) if nested => r,
+        Some(_) if nested => return Err(schema("request", "must be an object")),
+        _ => &map,
+    };
+    let path = if nested { "request." } else { "" };
+    let ids = |key: &str| -> Result<Option<String>, EnvelopeError> {
+        let value = text(request, path, key)?;
+        if let Some(v) = &value {
+            check_id(&format!("{path}{key}"), v)?;
+        }
+        Ok(value)
+    };
+    let request_id = ids("id")?;
+    let kickoff_id = ids("flow_execution_id")?.or(ids("flow_id")?);
+    let mut env = envelope(EventKind::Other(event_type), kickoff_id);
+    env.checkpoint_ref = request_id
+        .map(|id| format!("{FLOW_CHECKPOINT_PREFIX}{id}"))
+        .filter(|id| id.len() <= MAX_ID_LEN);
+    Ok(FlowHook::Notification(AmpEvent {
+        envelope: env,
+        key: Key::Body,
+        stored_body: Some(redacted(map)),
+    }))
+}
+
+fn flow_request(
+    source: &str,
+    map: Map<String, Value>,
+    nested: bool,
+    event: FlowEvent,
+) -> Result<FlowRequest, EnvelopeError> {
     let (request, path) = if nested {
         match map.get("request") {
             Some(Value::Object(r)) => (r, "request."),
@@ -495,6 +545,59 @@ pub fn legacy(hook: LegacyHook, body: &[u8]) -> Result<AmpEvent, EnvelopeError> 
 mod tests {
     use super::*;
 
+    /// The request a flow webhook body asks for.
+    fn request_of(source: &str, body: &[u8]) -> Result<FlowRequest, EnvelopeError> {
+        match flow_hook(source, body)? {
+            FlowHook::Request(request) => Ok(request),
+            FlowHook::Notification(event) => panic!("a notification: {event:?}"),
+        }
+    }
+
+    #[test]
+    fn other_flow_events_are_notifications_on_the_requests_trail() {
+        let cases: [(&[u8], &str, Option<&str>, Option<&str>); 3] = [
+            (
+                br#"{"event": "request_responded", "request": {"id": "r-1", "flow_id": "f",
+                    "flow_execution_id": "fx"}, "callback_url": "https://api.crewai.com/cb?token=t"}"#,
+                "amp.flow_request_responded",
+                Some("amp-flow-r-1"),
+                Some("fx"),
+            ),
+            (
+                br#"{"event_type": "cancelled", "id": "r-2", "flow_id": "f", "response_token": "s"}"#,
+                "amp.flow_cancelled",
+                Some("amp-flow-r-2"),
+                Some("f"),
+            ),
+            (br#"{"event": "ping", "request": {}}"#, "amp.flow_ping", None, None),
+        ];
+        for (body, event_type, checkpoint, kickoff) in cases {
+            let Ok(FlowHook::Notification(event)) = flow_hook("s", body) else {
+                panic!("{}", String::from_utf8_lossy(body))
+            };
+            assert_eq!(event.envelope.event_type, event_type);
+            assert_eq!(event.envelope.checkpoint_ref.as_deref(), checkpoint);
+            assert_eq!(event.envelope.kickoff_id.as_deref(), kickoff);
+            assert!(event.envelope.checkpoint.is_none(), "asks for nothing");
+            let stored = event.stored_body.expect("stored");
+            assert!(
+                !stored.contains("token=t") && !stored.contains(r#""s""#),
+                "{stored}"
+            );
+        }
+        let refused: [(&[u8], &str); 3] = [
+            (br#"{"event": "x\u0000", "request": {}}"#, "event"),
+            (br#"{"event": "ok", "request": 5}"#, "request"),
+            (br#"{"event": "ok", "request": {"id": ""}}"#, "request.id"),
+        ];
+        for (body, field) in refused {
+            match flow_hook("s", body) {
+                Err(EnvelopeError::Schema { path, .. }) => assert_eq!(&path, field),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn human_input_reads_every_alias() {
         for body in [
@@ -548,7 +651,7 @@ mod tests {
 
     #[test]
     fn both_flow_shapes_ask_for_the_same_checkpoint() {
-        let nested = flow_request("s", NESTED).expect("nested");
+        let nested = request_of("s", NESTED).expect("nested");
         assert_eq!(nested.event, FlowEvent::NewRequest);
         assert_eq!(nested.checkpoint_id, "amp-flow-550e8400");
         assert_eq!(nested.spec.recipients, ["reviewer@company.com"]);
@@ -566,7 +669,7 @@ mod tests {
             nested.spec.allowed_actions,
             Some(vec![Action::Continue, Action::Stop, Action::Revise])
         );
-        let flat = flow_request(
+        let flat = request_of(
             "s",
             br#"{"event_type": "escalation", "id": "550e8400", "status": "pending",
                 "flow_id": "flow_abc123", "flow_execution_id": "fx-1", "method_name": "review_article",
@@ -586,12 +689,12 @@ mod tests {
 
     #[test]
     fn stored_flow_bodies_lose_their_answering_secrets() {
-        let nested = flow_request("s", NESTED).expect("nested");
+        let nested = request_of("s", NESTED).expect("nested");
         let stored: Value = serde_json::from_str(&nested.stored_body).expect("json");
         assert_eq!(stored["callback_url"], "https://api.crewai.com/[redacted]");
         assert_eq!(stored["request"]["id"], "550e8400");
         assert!(!nested.stored_body.contains("token=t"));
-        let flat = flow_request(
+        let flat = request_of(
             "s",
             br#"{"event_type": "new_request", "id": "r", "response_token": "secret-rt",
                 "metadata": {"callback_url": "https://x/secret-nested", "list": [{"response_token": "secret-l"}]},
@@ -652,7 +755,6 @@ mod tests {
                 "default_outcome",
             ),
             (br#"{"event": "new_request", "request": 5}"#, "request"),
-            (br#"{"event": "responded", "request": {}}"#, "event"),
             (br#"{"request": {"id": "x"}, "callback_url": "u"}"#, "event"),
             (
                 br#"{"event": "new_request", "request": {}, "callback_url": "u"}"#,
@@ -668,7 +770,7 @@ mod tests {
             ),
         ];
         for (body, field) in cases {
-            match flow_request("s", body) {
+            match request_of("s", body) {
                 Err(EnvelopeError::Schema { path, .. }) => assert_eq!(&path, field),
                 other => panic!("{other:?}"),
             }

@@ -13,7 +13,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::post;
 use hitlhook_domain::amp::AuthMode;
-use hitlhook_domain::amp::inbound::{self, AmpEvent, FlowEvent, Key, LegacyHook};
+use hitlhook_domain::amp::inbound::{self, AmpEvent, FlowEvent, FlowHook, Key, LegacyHook};
 use hitlhook_domain::{Batch, EventIdentity, EventKind, Timestamp};
 use hitlhook_store::{AmpSource, IngestItem};
 use serde::Deserialize;
@@ -223,7 +223,13 @@ async fn ingest(
             event
         }
         Endpoint::FlowHitl => {
-            let mut request = inbound::flow_request(&source.name, bytes).map_err(envelope_error)?;
+            let mut request =
+                match inbound::flow_hook(&source.name, bytes).map_err(envelope_error)? {
+                    FlowHook::Request(request) => request,
+                    FlowHook::Notification(event) => {
+                        return commit(state, vec![item(event, 0)?], true).await;
+                    }
+                };
             // A source that maps skip to an outcome can skip requests without a default one.
             if source.emit_map.on_skip.is_some() {
                 request.spec.allowed_actions = None;

@@ -564,10 +564,10 @@ async fn each_auth_mode_accepts_its_credentials_and_refuses_the_rest(db: TestDb)
             "invalid_event",
         ),
         (
-            "unknown flow event",
+            "a flow event without its name",
             "/amp/tok/flow-hitl",
             bearer("amp-inbound-token-1"),
-            br#"{"event": "x", "request": {}}"#.to_vec(),
+            br#"{"request": {"id": "r"}}"#.to_vec(),
             422,
             "invalid_event",
         ),
@@ -783,6 +783,23 @@ async fn flow_requests_in_both_shapes_and_escalations_make_one_checkpoint(db: Te
         types,
         ["checkpoint.required", "amp.flow_escalation"],
         "on the checkpoint's trail"
+    );
+    // An event name hitlhook does not act on is recorded there too (AMP would not resend a
+    // refused post), without its answering secrets.
+    let other = json!({"event": "request_responded", "request": {"id": "550e8400-e29b-41d4-a716-446655440000",
+        "flow_id": "flow_abc123", "response_token": "secret-token"}, "callback_url": "https://api.crewai.com/cb?token=t"});
+    let receipt = accepted(&app, "/amp/flows/flow-hitl", &auth, &other).await;
+    assert_eq!(receipt["event_type"], "amp.flow_request_responded");
+    assert_eq!(receipt["checkpoint_id"], id);
+    let trail = app
+        .get_json(ADMIN_KEY, &format!("/v1/events?checkpoint_id={id}"))
+        .await;
+    let stored = trail["items"][2]["payload"].to_string();
+    assert!(
+        stored.contains("request_responded")
+            && !stored.contains("secret-token")
+            && !stored.contains("token=t"),
+        "{stored}"
     );
     assert_eq!(app.checkpoint(id).await["status"], "pending");
     // The decision will answer at the escalation's callback (AMP may have issued a new token).
