@@ -242,3 +242,18 @@ def test_an_execution_shows_its_whole_audit_trail(page: Page, server: Server) ->
     events.nth(1).locator("summary").first.click()
     expect(events.nth(1).locator(".event-payload")).to_contain_text("budget")
     shot(page, "09-execution-audit-trail")
+
+
+def test_a_very_long_queue_says_that_more_are_waiting(page: Page, server: Server) -> None:
+    # One more than the inbox loads at once (PENDING_MOST in inbox/api.js), in batches.
+    for start in range(0, 5001, 1000):
+        events = [{"event_type": "checkpoint.required", "event_id": f"bulk-{n}",
+                   "checkpoint_id": f"bulk-{n}", "checkpoint_name": "bulk_review",
+                   "kickoff_id": f"bulk-run-{n % 7}", "context": {"n": n}}
+                  for n in range(start, min(start + 1000, 5001))]
+        status, body = server.request("POST", "/webhook/crewai", {"events": events})
+        assert status == 200, body
+    sign_in(page, server, ADMIN_KEY)
+    expect(page.locator("#pending-count")).to_have_text("5000+", timeout=20_000)
+    expect(page.locator("#list-summary")).to_contain_text("more are waiting: the oldest 5,000 are loaded")
+    shot(page, "10-more-waiting")

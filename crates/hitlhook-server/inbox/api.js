@@ -1,6 +1,9 @@
 // The inbox's only ways to talk to the server: the public JSON API (API key in the
 // Authorization header, never in a URL) and the live stream (a single-use token in the URL).
 
+/** Most pending checkpoints the inbox loads at once (ten pages of 500). */
+export const PENDING_MOST = 5000;
+
 /** A refused request, carrying the server's problem JSON (`code`, `detail`). */
 export class ApiError extends Error {
   constructor(status, problem) {
@@ -43,11 +46,14 @@ export class Api {
   /** Who this key is: mints a stream token, which needs a reviewer key (so it doubles as sign-in). */
   streamToken() { return this.request('POST', '/v1/stream-tokens'); }
 
-  /** Every pending checkpoint, oldest first (follows pages, up to 5000). */
+  /**
+   * The pending checkpoints, oldest first, following pages up to `PENDING_MOST`; `more` says
+   * whether older ones were left out (the inbox says so rather than look complete).
+   */
   async pending() {
     const items = [];
     let cursor = null;
-    for (let page = 0; page < 10; page++) {
+    for (let page = 0; page < PENDING_MOST / 500; page++) {
       const q = new URLSearchParams({ status: 'pending', order: 'oldest', limit: '500' });
       if (cursor) q.set('cursor', cursor);
       const result = await this.request('GET', `/v1/checkpoints?${q}`);
@@ -55,7 +61,7 @@ export class Api {
       cursor = result.next_cursor;
       if (!cursor) break;
     }
-    return items;
+    return { items, more: Boolean(cursor) };
   }
 
   /** The latest checkpoints in any state, newest first. */

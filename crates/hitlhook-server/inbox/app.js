@@ -1,7 +1,7 @@
 // The inbox controller: sign-in, state, routing (#/…), live updates, decisions, keyboard.
 // The API key lives in sessionStorage only (this tab, until sign-out or the tab closes).
 
-import { Api, LiveStream } from './api.js';
+import { Api, LiveStream, PENDING_MOST } from './api.js';
 import { ACTION_LABELS, ago, h, humanize, replace, updateCountdown } from './render.js';
 import {
   checkpointDetail, checkpointRow, empty, executionDetail, executionRow, timeline, timelineItem,
@@ -18,6 +18,8 @@ const state = {
   identity: null,
   reviewer: '',
   pending: new Map(),
+  /** Older pending checkpoints exist than were loaded (see `PENDING_MOST`). */
+  pendingMore: false,
   closed: new Map(),
   closedIds: new Set(),
   executions: [],
@@ -86,7 +88,7 @@ function signOut(message = '') {
   state.stream?.stop();
   sessionStorage.removeItem(KEY_ITEM);
   sessionStorage.removeItem(NAME_ITEM);
-  Object.assign(state, { api: null, stream: null, identity: null, reviewer: '', executions: [], detail: null });
+  Object.assign(state, { api: null, stream: null, identity: null, reviewer: '', executions: [], detail: null, pendingMore: false });
   for (const collection of [state.pending, state.closed, state.closedIds, state.drafts, state.decidedHere]) collection.clear();
   replace($('list'));
   replace($('detail-pane'));
@@ -132,7 +134,8 @@ async function refresh() {
   state.refreshing = ops;
   try {
     const [pending, recent] = await Promise.all([state.api.pending(), state.api.recent()]);
-    state.pending = new Map(pending.filter((cp) => !state.closedIds.has(cp.checkpoint_id)).map((cp) => [cp.checkpoint_id, cp]));
+    state.pending = new Map(pending.items.filter((cp) => !state.closedIds.has(cp.checkpoint_id)).map((cp) => [cp.checkpoint_id, cp]));
+    state.pendingMore = pending.more;
     state.closed = new Map(recent.items.filter((cp) => cp.status !== 'pending').map((cp) => [cp.checkpoint_id, cp]));
     if (state.route.tab === 'executions') state.executions = (await state.api.executions()).items;
   } catch (e) {
@@ -274,8 +277,9 @@ function fillSelect(select, values, allLabel) {
 function render() {
   if (!state.api) return;
   const tab = state.route.tab;
-  $('pending-count').textContent = String(state.pending.size);
-  document.title = state.pending.size ? `(${state.pending.size}) hitlhook · Review inbox` : 'hitlhook · Review inbox';
+  const count = `${state.pending.size}${state.pendingMore ? '+' : ''}`;
+  $('pending-count').textContent = count;
+  document.title = state.pending.size ? `(${count}) hitlhook · Review inbox` : 'hitlhook · Review inbox';
   const all = tab === 'closed' ? [...state.closed.values()] : [...state.pending.values()];
   $('list-pane').classList.toggle('is-executions', tab === 'executions');
   $('list-pane').classList.toggle('is-closed', tab === 'closed');
@@ -295,9 +299,12 @@ function render() {
   }
   if (focused) list.querySelector(`[data-id="${CSS.escape(focused)}"]`)?.focus();
   const noun = tab === 'executions' ? 'execution' : tab === 'closed' ? 'decided checkpoint' : 'pending checkpoint';
-  $('list-summary').textContent = items.length === all.length || tab === 'executions'
+  $('list-summary').textContent = (items.length === all.length || tab === 'executions'
     ? `${items.length} ${noun}${items.length === 1 ? '' : 's'}`
-    : `${items.length} of ${all.length} ${noun}s match`;
+    : `${items.length} of ${all.length} ${noun}s match`)
+    + (tab === 'pending' && state.pendingMore
+      ? ` · more are waiting: the oldest ${PENDING_MOST.toLocaleString('en')} are loaded (and new ones as they come); reload after deciding some`
+      : '');
   if (!items.length) {
     list.append(h('li', { class: 'list-empty' }, tab === 'pending' && !all.length
       ? 'Nothing is waiting for a human. New checkpoints appear here the moment an agent asks.'
