@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -25,7 +26,8 @@ def hitl(server) -> Iterator[hc.Hitl]:
     client.close()
 
 
-def reviewer(server, kickoff_id: str, answers: list[tuple[str, str | None]], seen: list[dict]) -> threading.Thread:
+def reviewer(server, kickoff_id: str, answers: list[tuple[str, str | None]], seen: list[dict],
+             before_deciding: Callable[[], None] | None = None) -> threading.Thread:
     """Decide the crew's checkpoints in order, like a person would, over plain HTTP."""
 
     def run() -> None:
@@ -34,6 +36,8 @@ def reviewer(server, kickoff_id: str, answers: list[tuple[str, str | None]], see
             cp = server.wait_for_pending(kickoff_id, timeout=30, exclude=done)
             seen.append(cp)
             done.add(cp["checkpoint_id"])
+            if before_deciding:
+                before_deciding()
             resp = server.decide(cp["checkpoint_id"], action, feedback, decided_by="tester")
             assert resp.status_code == 200, resp.text
 
@@ -134,8 +138,18 @@ async def test_async_kickoff_revises_without_blocking_the_loop(hitl, server) -> 
     crew, llm = make_crew([final_answer("Async one"), final_answer("Async two")])
     seen: list[dict] = []
     hitl.provider.install()
-    t = reviewer(server, str(crew.id), [("revise", "Be brief"), ("continue", None)], seen)
     ticks = 0
+
+    def once_the_loop_ticked() -> None:
+        # Each decision waits until the event loop has run twice while the crew waits for it: a
+        # blocked loop never ticks (the wait ends after 10 s and the assertion below fails),
+        # however fast the server answers.
+        start, deadline = ticks, time.monotonic() + 10
+        while ticks < start + 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    t = reviewer(server, str(crew.id), [("revise", "Be brief"), ("continue", None)], seen,
+                 before_deciding=once_the_loop_ticked)
 
     async def ticker() -> None:
         nonlocal ticks
@@ -151,4 +165,4 @@ async def test_async_kickoff_revises_without_blocking_the_loop(hitl, server) -> 
     t.join(5)
     assert result.raw == "Async two"
     assert "User feedback: Be brief" in llm.prompt_text(1)
-    assert ticks >= 3  # the event loop kept running while the crew waited for the reviewer
+    assert ticks >= 4  # the event loop kept running while the crew waited for the reviewer
