@@ -291,6 +291,18 @@ fn errors_say_how_to_fix_them() {
     assert!(!ok && err.contains("missing.json"), "{err}");
     let (ok, _, err) = run(hitlhook(&dir.0).arg("sign").arg("-").stdin(Stdio::null()));
     assert!(!ok && err.contains("WEBHOOK_SECRET"), "{err}");
+    // Credentials set but empty (a deployment template's unset variable) refuse to start:
+    // they would accept signatures made with an empty key, or an empty X-API-Key as admin.
+    for (name, value, says) in [
+        ("WEBHOOK_SECRET", "", "WEBHOOK_SECRET entry #1 is empty"),
+        ("WEBHOOK_SECRET", ",,", "WEBHOOK_SECRET entry #1 is empty"),
+        ("WEBHOOK_API_KEY", "", "WEBHOOK_API_KEY is set but empty"),
+    ] {
+        let (ok, _, err) = run(hitlhook(&dir.0)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .env(name, value));
+        assert!(!ok && err.contains(says), "{name}={value:?}: {err}");
+    }
     let (ok, help, _) = run(hitlhook(&dir.0).arg("--help"));
     assert!(
         ok && help.contains("Quick start") && help.contains("keys"),

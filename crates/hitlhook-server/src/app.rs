@@ -46,6 +46,9 @@ impl App {
     /// the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         crate::telemetry::metrics();
+        for warning in config.check_credentials().map_err(anyhow::Error::msg)? {
+            tracing::warn!("{warning}");
+        }
         config
             .delivery
             .validate()

@@ -185,7 +185,52 @@ pub struct Config {
     pub delivery: crate::delivery::config::DeliveryConfig,
 }
 
+/// Fewest characters a configured secret or key should have; shorter ones are warned about.
+pub const SHORT_CREDENTIAL: usize = 16;
+
 impl Config {
+    /// Refuses credentials that are set but empty: an empty `WEBHOOK_SECRET` entry would accept
+    /// signatures made with an empty key, an empty `WEBHOOK_API_KEY` would let an empty
+    /// `X-API-Key` header in as admin. Usually a deployment template whose variable was not set.
+    /// Returns warnings for short ones (they work: the seed's examples are short).
+    pub fn check_credentials(&self) -> Result<Vec<String>, String> {
+        let mut warnings = Vec::new();
+        for (i, secret) in self.webhook_secrets.iter().enumerate() {
+            let n = i + 1;
+            if secret.expose().trim().is_empty() {
+                return Err(format!(
+                    "WEBHOOK_SECRET entry #{n} is empty: set a secret (comma-separated entries, \
+                     none empty), or unset WEBHOOK_SECRET to have one generated and kept in \
+                     DATA_DIR/webhook-secret"
+                ));
+            }
+            if secret.expose().len() < SHORT_CREDENTIAL {
+                warnings.push(format!(
+                    "WEBHOOK_SECRET entry #{n} has only {} characters: whoever guesses it can \
+                     sign webhooks; use 32 or more random characters",
+                    secret.expose().len()
+                ));
+            }
+        }
+        if let Some(key) = &self.admin_api_key {
+            if key.expose().trim().is_empty() {
+                return Err(
+                    "WEBHOOK_API_KEY is set but empty: set a key, or unset it to have an \
+                     admin key generated and printed once on first run"
+                        .to_owned(),
+                );
+            }
+            if key.expose().len() < SHORT_CREDENTIAL {
+                warnings.push(format!(
+                    "WEBHOOK_API_KEY has only {} characters: whoever guesses it is an admin; \
+                     use 32 or more random characters",
+                    key.expose().len()
+                ));
+            }
+        }
+        Ok(warnings)
+    }
+
     /// The database URL in effect.
     #[must_use]
     pub fn database_url(&self) -> String {
@@ -264,5 +309,40 @@ mod tests {
             "…(18 chars)"
         );
         assert_eq!(Secret("longprefix_value".into()).redacted(), "…(16 chars)");
+    }
+
+    #[test]
+    fn empty_credentials_are_refused_and_short_ones_warned_about() {
+        let with = |secrets: &[&str], key: Option<&str>| {
+            let mut c = Config::for_data_dir(PathBuf::from("/nonexistent"));
+            c.webhook_secrets = secrets.iter().map(|s| Secret((*s).to_owned())).collect();
+            c.admin_api_key = key.map(|k| Secret(k.to_owned()));
+            c.check_credentials()
+        };
+        for (secrets, key, refused) in [
+            (&[""][..], None, "WEBHOOK_SECRET entry #1 is empty"),
+            (
+                &["a-long-enough-secret-value", " "][..],
+                None,
+                "entry #2 is empty",
+            ),
+            (&[][..], Some(""), "WEBHOOK_API_KEY is set but empty"),
+            (&[][..], Some("  "), "WEBHOOK_API_KEY is set but empty"),
+        ] {
+            let error = with(secrets, key).expect_err("refused");
+            assert!(error.contains(refused), "{error}");
+        }
+        let warnings = with(&["short"], Some("your-api-key")).expect("accepted");
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings
+                .iter()
+                .all(|w| !w.contains("short") && !w.contains("your-api-key"))
+        );
+        let quiet = with(
+            &["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+            Some("hhk_0123456789abcdef"),
+        );
+        assert_eq!(quiet, Ok(Vec::new()));
     }
 }

@@ -117,17 +117,20 @@ macro_rules! scoped_caller {
 
 scoped_caller!(Ingest => Scope::Ingest, Reviewer => Scope::Reviewer, Admin => Scope::Admin);
 
-/// Reads the key from `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+/// Reads the key from `Authorization: Bearer <key>` or `X-API-Key: <key>`; an empty one is no
+/// key at all.
 #[must_use]
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+    let key = if let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
         let (scheme, key) = value.trim().split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| key.trim());
-    }
-    headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
+        scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+    } else {
+        headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    key.filter(|k| !k.is_empty())
 }
 
 /// Resolves a presented key to a caller: the configured admin key, or an active stored key.

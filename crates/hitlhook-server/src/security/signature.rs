@@ -94,6 +94,10 @@ impl SigningKeys {
         let mut keys = SigningKeys::default();
         for (i, secret) in secrets.iter().enumerate() {
             let text = secret.expose();
+            // An empty key would verify signatures anyone can make.
+            if text.trim().is_empty() {
+                return Err(format!("WEBHOOK_SECRET #{} is empty", i + 1));
+            }
             let raw = text.as_bytes().to_vec();
             match decode_whsec(text) {
                 Some(decoded) => {

@@ -185,6 +185,21 @@ async fn scopes_limit_what_a_key_may_do(db: TestDb) {
         .await
         .expect("request");
     assert_eq!(alt.status(), 200);
+    // An empty key is no key, by either header.
+    for (header, value) in [
+        ("x-api-key", ""),
+        ("x-api-key", "  "),
+        ("authorization", "Bearer "),
+    ] {
+        let empty = app
+            .client
+            .get(app.url("/v1/checkpoints"))
+            .header(header, value)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(empty.status(), 401, "{header}: {value:?}");
+    }
 }
 
 async fn expiry_applies_on_timeout_and_wakes_waiters(db: TestDb) {
