@@ -73,7 +73,7 @@ pub async fn keys(config: Config, action: KeysAction) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     match action {
         KeysAction::Create { name, scope } => {
-            hitlhook_domain::checkpoint::check_label("name", &name).map_err(anyhow::Error::msg)?;
+            api_key::check_name(&name).map_err(anyhow::Error::msg)?;
             let (key, secret) = api_key::create(store.as_ref(), &name, scope).await.map_err(|e| match e {
                 hitlhook_store::StoreError::Duplicate(_) => {
                     anyhow::anyhow!("an active key named {name:?} exists; revoke it first or pick another name")

@@ -202,6 +202,18 @@ pub fn json_message(e: &serde_json::Error) -> String {
     }
 }
 
+/// Whether `e`, reported as a syntax error, is really a wrong JSON type in a well-formed body:
+/// serde_json answers a number, boolean, null, array or object where a unit enum (an action, a
+/// scope) is expected with "expected value", a syntax-class error.
+#[must_use]
+pub fn is_wrong_type(body: &[u8], e: &serde_json::Error) -> bool {
+    !e.is_data() && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+}
+
+/// The message for a wrong JSON type where one of a set of strings is expected.
+pub const EXPECTED_ONE_OF_THE_STRINGS: &str =
+    "wrong JSON type: expected a string, one of the documented values";
+
 /// One incoming event, parsed from the raw body without copying the large parts.
 #[derive(Debug, Clone)]
 pub struct EventEnvelope {
@@ -299,11 +311,11 @@ impl EventEnvelope {
         let wire: Wire<'_> = serde_path_to_error::deserialize(&mut *de).map_err(|err| {
             let path = err.path().to_string();
             let inner = err.into_inner();
+            let field = if path == "." { "body" } else { &path };
             if inner.is_data() {
-                schema(
-                    if path == "." { "body" } else { &path },
-                    json_message(&inner),
-                )
+                schema(field, json_message(&inner))
+            } else if is_wrong_type(body, &inner) {
+                schema(field, EXPECTED_ONE_OF_THE_STRINGS)
             } else {
                 syntax_error(&inner)
             }
@@ -638,6 +650,10 @@ mod tests {
             (br#"{"type": 5}"#, "type"),
             (br#"{"type": "x", "execution_id": ["k"]}"#, "execution_id"),
             (br#"{"event_type": "x", "kickoff_id": "a\u2067b"}"#, "kickoff_id"),
+            // A wrong type where an action is expected: valid JSON, so not a syntax error.
+            (br#"{"event_type": "checkpoint.required", "checkpoint_name": "n", "allowed_actions": [1]}"#, "allowed_actions[0]"),
+            (br#"{"event_type": "checkpoint.required", "checkpoint_name": "n", "on_timeout": 5}"#, "on_timeout"),
+            (br#"{"event_type": "checkpoint.required", "checkpoint_name": "n", "on_timeout": {}}"#, "on_timeout"),
             (br#"{"event_type": "x", "kickoff_id": "\u0915\u094d\u200d\u0937"}"#, "ok"),
             (br#"{"event_type": "x", "context": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#, "too deep"),
             (br#"{"event_type": "x", "note": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\"}"#, "ok"),

@@ -419,11 +419,17 @@ impl Store for SqlStore {
     }
 
     async fn revoke_api_key(&self, id_or_name: &str, now: Timestamp) -> StoreResult<bool> {
-        let done = sqlx::query("update api_keys set revoked_at = $1 where (id = $2 or name = $2) and revoked_at is null")
-            .bind(now.millis())
-            .bind(id_or_name)
-            .execute(&self.writer)
-            .await?;
+        // One key: the one with this id, else the active one with this name (a name may not
+        // look like an id, but keys named so before that rule may exist).
+        let done = sqlx::query(
+            "update api_keys set revoked_at = $1 where revoked_at is null and id = coalesce(\
+             (select id from api_keys where id = $2 and revoked_at is null), \
+             (select id from api_keys where name = $2 and revoked_at is null))",
+        )
+        .bind(now.millis())
+        .bind(id_or_name)
+        .execute(&self.writer)
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 

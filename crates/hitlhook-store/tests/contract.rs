@@ -495,6 +495,24 @@ async fn api_keys_are_found_by_hash_and_revoked() {
             2,
             "{name}"
         );
+        // Revoking by id touches that key only, even if another is named like it.
+        store
+            .create_api_key(new("k4", "k3", "dd"))
+            .await
+            .expect("named like k3's id");
+        assert!(
+            store.revoke_api_key("k3", T0).await.expect("revoke"),
+            "{name}"
+        );
+        let active: Vec<String> = store
+            .list_api_keys()
+            .await
+            .expect("list")
+            .into_iter()
+            .filter(|k| k.revoked_at.is_none())
+            .map(|k| k.id)
+            .collect();
+        assert_eq!(active, ["k4"], "{name}");
     })
     .await;
 }

@@ -143,9 +143,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: T = serde_path_to_error::deserialize(&mut *de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
+        let field = if path == "." { "body".to_owned() } else { path };
         if inner.is_data() {
-            let field = if path == "." { "body".to_owned() } else { path };
             let message = hitlhook_domain::event::json_message(&inner);
+            ApiError::unprocessable("invalid_request", format!("{field}: {message}"))
+        } else if hitlhook_domain::event::is_wrong_type(bytes, &inner) {
+            let message = hitlhook_domain::event::EXPECTED_ONE_OF_THE_STRINGS;
             ApiError::unprocessable("invalid_request", format!("{field}: {message}"))
         } else {
             syntax(&inner)

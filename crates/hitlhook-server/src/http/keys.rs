@@ -35,8 +35,7 @@ async fn create_key(
     Admin(caller): Admin,
     JsonBody(body): JsonBody<NewKeyIn>,
 ) -> ApiResult<(StatusCode, axum::Json<KeyOut>)> {
-    hitlhook_domain::checkpoint::check_label("name", &body.name)
-        .map_err(|e| ApiError::unprocessable("invalid_request", e.to_string()))?;
+    api_key::check_name(&body.name).map_err(|e| ApiError::unprocessable("invalid_request", e))?;
     match api_key::create(state.store.as_ref(), &body.name, body.scope).await {
         Ok((key, secret)) => {
             tracing::info!(name = %key.name, scope = %key.scope, by = %caller.name, "API key created");

@@ -34,6 +34,26 @@ pub fn hash(key: &str) -> String {
 }
 
 /// Creates a key in the store and returns it with its one-time secret.
+/// What a key may be named: a label (`check_label`), not shaped like a key id (`DELETE
+/// /v1/keys/{id or name}` must name one key), and not the environment key's audit name.
+pub fn check_name(name: &str) -> Result<(), String> {
+    hitlhook_domain::checkpoint::check_label("name", name).map_err(|e| e.to_string())?;
+    if uuid::Uuid::parse_str(name).is_ok() {
+        return Err(
+            "name: must not look like a key id (a UUID): keys are revoked by id or name".into(),
+        );
+    }
+    if name.eq_ignore_ascii_case(ENV_ADMIN_NAME) {
+        return Err(format!(
+            "name: {ENV_ADMIN_NAME} is the audit name of the environment's admin key"
+        ));
+    }
+    Ok(())
+}
+
+/// How the `WEBHOOK_API_KEY` caller is recorded in the audit trail (`key:WEBHOOK_API_KEY`).
+pub const ENV_ADMIN_NAME: &str = "WEBHOOK_API_KEY";
+
 pub async fn create(
     store: &dyn Store,
     name: &str,
@@ -140,7 +160,7 @@ pub async fn authenticate(state: &AppState, key: &str) -> Result<Caller, ApiErro
         && bool::from(digest.as_bytes().ct_eq(admin.as_bytes()))
     {
         return Ok(Caller {
-            name: "WEBHOOK_API_KEY".to_owned(),
+            name: ENV_ADMIN_NAME.to_owned(),
             scope: Scope::Admin,
         });
     }

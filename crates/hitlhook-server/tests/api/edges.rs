@@ -214,6 +214,30 @@ async fn nul_and_control_characters_are_refused(db: TestDb) {
             r#"{"name":"a\u0000b","scope":"reviewer"}"#,
             "name",
         ),
+        // Not shaped like a key id (keys are revoked by id or name), not the env key's name.
+        (
+            "/v1/keys",
+            r#"{"name":"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","scope":"reviewer"}"#,
+            "name",
+        ),
+        (
+            "/v1/keys",
+            r#"{"name":"webhook_api_key","scope":"reviewer"}"#,
+            "name",
+        ),
+        // Valid JSON of the wrong type where one of a set of strings is expected.
+        ("/v1/keys", r#"{"name":"t","scope":1}"#, "scope"),
+        ("/v1/checkpoints/cp-1/decision", r#"{"action":1}"#, "action"),
+        (
+            "/v1/checkpoints/cp-1/decision",
+            r#"{"action":null}"#,
+            "action",
+        ),
+        (
+            "/v1/checkpoints/cp-1/decision",
+            r#"{"action":["stop"]}"#,
+            "action",
+        ),
     ];
     for (path, body, field) in bodies {
         let response = send(&app, Method::POST, path, ADMIN_KEY, Some(body)).await;
