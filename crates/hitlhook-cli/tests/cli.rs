@@ -251,6 +251,32 @@ async fn keys_are_created_listed_and_revoked_from_the_cli() {
 }
 
 #[test]
+fn one_server_per_sqlite_database_and_the_cli_beside_it() {
+    let dir = Dir::new();
+    let envs = [
+        ("WEBHOOK_SECRET", "a-webhook-secret-for-tests"),
+        ("WEBHOOK_API_KEY", "an-admin-key-for-tests"),
+    ];
+    let first = Server::start(&dir.0, &envs);
+    // A second server on the same data directory would not wake the first one's waiters.
+    let mut second = hitlhook(&dir.0);
+    second.args(["serve", "--bind", "127.0.0.1:0"]);
+    for (k, v) in envs {
+        second.env(k, v);
+    }
+    let (ok, _, err) = run(&mut second);
+    assert!(
+        !ok && err.contains("another hitlhook server") && err.contains("PostgreSQL"),
+        "{err}"
+    );
+    // The CLI is not a server: it works beside one.
+    let (ok, _, err) = run(hitlhook(&dir.0).args(["keys", "list"]));
+    assert!(ok, "{err}");
+    first.stop();
+    Server::start(&dir.0, &envs).stop();
+}
+
+#[test]
 fn config_redacts_secrets() {
     let dir = Dir::new();
     let (ok, out, _) = run(hitlhook(&dir.0).arg("config").envs([

@@ -39,6 +39,8 @@ pub struct App {
     first_run: FirstRun,
     /// The delivery worker, started by `run_until_stopped` unless disabled.
     worker: Option<Worker>,
+    /// SQLite: this server's hold on the database (`sqlite_lock`), released when it stops.
+    _sqlite_lock: Option<std::fs::File>,
 }
 
 impl App {
@@ -57,6 +59,9 @@ impl App {
         let store = hitlhook_store::connect(&url).await.with_context(|| {
             format!("opening the database {}", hitlhook_store::redact_url(&url))
         })?;
+        let sqlite_lock = hitlhook_store::sqlite_path(&url)
+            .map(|db| crate::sqlite_lock::lock(&db))
+            .transpose()?;
         if !config.skip_migrations {
             store
                 .migrate()
@@ -116,6 +121,7 @@ impl App {
             state,
             first_run,
             worker,
+            _sqlite_lock: sqlite_lock,
         })
     }
 

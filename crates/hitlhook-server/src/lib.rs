@@ -15,6 +15,7 @@ pub mod hub;
 pub mod ingest;
 pub mod security;
 pub mod serve;
+pub mod sqlite_lock;
 pub mod stream;
 pub mod sweeper;
 pub mod telemetry;

@@ -29,7 +29,7 @@ use hitlhook_domain::{
 pub use model::*;
 pub use outbox::OutboxSettings;
 pub use sql::{Backend, SqlStore};
-pub use sqlite_file::{create_private_dir, sqlite_file_url};
+pub use sqlite_file::{create_private_dir, sqlite_file_url, sqlite_path};
 
 /// Errors the store reports. Domain refusals are not errors here: they are outcomes.
 #[derive(Debug, thiserror::Error)]

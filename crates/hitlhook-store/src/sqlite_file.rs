@@ -83,6 +83,16 @@ pub(crate) fn sqlite_url(url: &str) -> StoreResult<String> {
     Ok(format!("sqlite://{path}?{query}"))
 }
 
+/// The database file a `sqlite:` URL names (as sqlx opens it), or `None` for other URLs.
+#[must_use]
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split_once('?').map_or(rest, |(p, _)| p);
+    (!path.is_empty() && path != ":memory:").then(|| decoded_path(path).into())
+}
+
 /// The file a URL's path names: sqlx percent-decodes it (so a file name may hold `?` or `#`).
 fn decoded_path(url_path: &str) -> String {
     percent_encoding::percent_decode_str(url_path)
