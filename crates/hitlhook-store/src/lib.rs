@@ -52,6 +52,9 @@ pub enum StoreError {
          not say mode=ro"
     )]
     NotWritable { path: String, cause: String },
+    /// PostgreSQL could not be reached (the caller's context names the redacted URL).
+    #[error("cannot connect: {cause}{}", if hint.is_empty() { String::new() } else { format!(" ({hint})") })]
+    Unreachable { cause: String, hint: String },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("database error")]

@@ -112,6 +112,7 @@ impl SqlStore {
                 thread_batches: AtomicU64::new(0),
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            postgres_preflight(url).await?;
             let pool = AnyPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(30))
@@ -169,6 +170,43 @@ impl SqlStore {
     fn planner(&self) -> Planner {
         Planner::new(self.outbox_settings(), Arc::clone(&self.planned))
     }
+}
+
+/// Connects once before the pool does: the pool retries a failing connect until its 30 s
+/// timeout and then says only "pool timed out", hiding "connection refused" or "database does
+/// not exist". Says what to check.
+async fn postgres_preflight(url: &str) -> StoreResult<()> {
+    let unreachable = |cause: String, hint: &str| StoreError::Unreachable {
+        cause,
+        hint: hint.to_owned(),
+    };
+    let connect = <sqlx::AnyConnection as sqlx::Connection>::connect(url);
+    let connection = match tokio::time::timeout(Duration::from_secs(10), connect).await {
+        Err(_) => {
+            return Err(unreachable(
+                "no answer within 10 s".into(),
+                "check the host and port, and that no firewall drops the connection",
+            ));
+        }
+        Ok(Err(sqlx::Error::Database(db))) => {
+            let hint = match db.code().as_deref() {
+                Some("3D000") => "create it first (createdb, or psql -c 'create database ...')",
+                Some("28P01" | "28000") => "check the user and password in DATABASE_URL",
+                _ => "",
+            };
+            return Err(unreachable(db.message().to_owned(), hint));
+        }
+        Ok(Err(sqlx::Error::Io(e))) => {
+            return Err(unreachable(
+                e.to_string(),
+                "is PostgreSQL running and listening on that host and port?",
+            ));
+        }
+        Ok(Err(e)) => return Err(unreachable(e.to_string(), "")),
+        Ok(Ok(connection)) => connection,
+    };
+    sqlx::Connection::close(connection).await?;
+    Ok(())
 }
 
 #[async_trait]
