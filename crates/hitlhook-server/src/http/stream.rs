@@ -262,9 +262,18 @@ async fn serve_socket(socket: WebSocket, mut session: Session, send_timeout: Dur
             }
         }
     };
-    tokio::select! {
-        () = reader => {}
-        () = writer => {}
+    let client_closed = tokio::select! {
+        () = reader => true,
+        () = writer => false,
+    };
+    if client_closed {
+        // Answer the client's close (RFC 6455 §5.5.1) rather than drop the connection: a client
+        // waits for that answer, up to its close timeout, before it counts the stream as closed.
+        let _ = tokio::time::timeout(send_timeout, async {
+            let _ = sink.send(WsMessage::Close(None)).await;
+            let _ = sink.close().await;
+        })
+        .await;
     }
 }
 

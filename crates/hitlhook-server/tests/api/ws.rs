@@ -404,6 +404,24 @@ async fn heartbeats_carry_the_position() {
     }
 }
 
+/// A client's close is answered with a close frame (the closing handshake), not a dropped
+/// connection: clients wait for that answer before they count the stream as closed.
+#[tokio::test]
+async fn a_clients_close_is_answered() {
+    use futures_util::SinkExt;
+    let app = TestApp::spawn(TestDb::sqlite()).await;
+    let mut ws = connect(&app, "").await;
+    until_ready(&mut ws).await;
+    ws.send(Message::Close(None)).await.expect("close");
+    let answer = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("answered in time");
+    assert!(
+        matches!(answer, Some(Ok(Message::Close(_)))),
+        "a close frame, not {answer:?}"
+    );
+}
+
 /// On shutdown every client is told where to resume; after the restart nothing is lost.
 #[tokio::test]
 async fn server_restart_tells_clients_to_resync() {
