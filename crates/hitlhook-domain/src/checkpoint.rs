@@ -232,7 +232,8 @@ pub struct DecisionRequest {
 pub enum Decided {
     /// The checkpoint was pending and is now decided: persist it.
     New(Box<Checkpoint>),
-    /// The same decision was already recorded: nothing to write, answer as before.
+    /// The same decision by the same decider was already recorded: nothing to write, answer as
+    /// before.
     Unchanged,
 }
 
@@ -253,8 +254,8 @@ pub enum DecideError {
 }
 
 impl Checkpoint {
-    /// Applies a decision at `now`. The first decision wins; repeating it is a no-op; anything
-    /// else after it is refused with the recorded decision.
+    /// Applies a decision at `now`. The first decision wins; its decider repeating it is a
+    /// no-op; anything else after it is refused with the recorded decision.
     pub fn decide(&self, request: DecisionRequest, now: Timestamp) -> Result<Decided, DecideError> {
         match self.status {
             CheckpointStatus::Decided => {
@@ -264,7 +265,12 @@ impl Checkpoint {
                     .ok_or(DecideError::Closed(self.status))?;
                 let same_feedback = normalize(existing.feedback.as_deref())
                     == normalize(request.feedback.as_deref());
-                if existing.action == request.action && same_feedback {
+                // A retry, not a second person agreeing: someone else sending the same action
+                // is told who decided, so nobody believes they decided when they did not.
+                if existing.action == request.action
+                    && same_feedback
+                    && existing.decided_by == request.decided_by
+                {
                     Ok(Decided::Unchanged)
                 } else {
                     Err(DecideError::AlreadyDecided(existing))
@@ -487,6 +493,18 @@ mod tests {
                 req(Action::Revise, Some(" x ")),
                 later,
                 Ok("unchanged"),
+            ),
+            (
+                "same action by someone else",
+                decided(Action::Continue, None),
+                DecisionRequest {
+                    decided_by: "bob".into(),
+                    ..req(Action::Continue, None)
+                },
+                later,
+                Err(DecideError::AlreadyDecided(
+                    decided(Action::Continue, None).decision.expect("decision"),
+                )),
             ),
             (
                 "different later",

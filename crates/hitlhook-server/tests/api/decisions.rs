@@ -114,6 +114,17 @@ async fn the_first_decision_wins(db: TestDb) {
         ),
         (Some("bob@example.com"), Some("inbox"))
     );
+    // The same action from someone else is not a repeat: they are told who decided.
+    let response = app
+        .client
+        .post(app.url("/v1/checkpoints/cp-2/decision"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"action": "skip", "decided_by": "carol@example.com", "channel": "inbox"}))
+        .send()
+        .await
+        .expect("request");
+    let conflict = assert_problem(response, 409, "already_decided").await;
+    assert_eq!(conflict["decision"]["decided_by"], "bob@example.com");
 }
 
 async fn scopes_limit_what_a_key_may_do(db: TestDb) {

@@ -346,7 +346,8 @@ class AsyncHitlClient:
     ) -> Checkpoint:
         """Decide a checkpoint (``POST /webhook/feedback``); needs a reviewer or admin key.
 
-        The first decision wins: repeating the same decision is fine, a different one raises
+        The first decision wins: its decider repeating it is fine, any other (the same action by
+        someone else included) raises
         :class:`~hitlhook.AlreadyDecided` (its ``existing`` holds the winner).
         """
         self._creds.require_api_key("deciding")
