@@ -180,6 +180,13 @@ impl CheckpointSpec {
             (Some(at), None) if at <= now => {
                 return Err(invalid("expires_at", "is already in the past"));
             }
+            // The same bound as expires_in: a typo'd year would otherwise wait for ever.
+            (Some(at), None) if at > now.plus_seconds(MAX_EXPIRES_IN_SECONDS) => {
+                return Err(invalid(
+                    "expires_at",
+                    format!("must be at most {MAX_EXPIRES_IN_SECONDS} seconds (366 days) ahead"),
+                ));
+            }
             (Some(at), None) => Some(at),
             (None, Some(secs)) if secs <= 0 || secs > MAX_EXPIRES_IN_SECONDS => {
                 return Err(invalid(
@@ -626,6 +633,14 @@ mod tests {
                 "past",
                 CheckpointSpec {
                     expires_at: Some(T0),
+                    ..base()
+                },
+                Some("expires_at"),
+            ),
+            (
+                "too far ahead",
+                CheckpointSpec {
+                    expires_at: Some(T0.plus_seconds(MAX_EXPIRES_IN_SECONDS + 1)),
                     ..base()
                 },
                 Some("expires_at"),

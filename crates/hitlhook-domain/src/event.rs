@@ -387,7 +387,12 @@ impl EventEnvelope {
                 None => None,
                 Some(text) => Some(
                     Timestamp::parse_rfc3339(&text)
-                        .ok_or_else(|| schema("expires_at", "must be an RFC 3339 time"))?,
+                        .ok_or_else(|| {
+                            schema(
+                                "expires_at",
+                                "must be an RFC 3339 time such as 2026-01-31T12:00:00Z (without an offset it is read as UTC)",
+                            )
+                        })?,
                 ),
             };
             let context_json = match wire.context {
