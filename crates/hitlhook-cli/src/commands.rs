@@ -293,5 +293,10 @@ pub fn print_config(config: &Config) -> anyhow::Result<()> {
     for (name, value) in lines {
         println!("{name}={value}");
     }
+    // What `serve` would refuse or warn about, said here too.
+    match config.check_credentials() {
+        Ok(warnings) => warnings.iter().for_each(|w| eprintln!("warning: {w}")),
+        Err(problem) => eprintln!("error: `serve` would refuse to start: {problem}"),
+    }
     Ok(())
 }

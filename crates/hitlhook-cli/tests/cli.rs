@@ -279,7 +279,7 @@ fn one_server_per_sqlite_database_and_the_cli_beside_it() {
 #[test]
 fn config_redacts_secrets() {
     let dir = Dir::new();
-    let (ok, out, _) = run(hitlhook(&dir.0).arg("config").envs([
+    let (ok, out, err) = run(hitlhook(&dir.0).arg("config").envs([
         (
             "WEBHOOK_SECRET",
             "topsecretvalue,whsec_b2xkLXNlY3JldC1mb3Itcm90YXRpb24=",
@@ -288,6 +288,16 @@ fn config_redacts_secrets() {
         ("DATABASE_URL", "postgres://app:dbpassword@db.internal/hitl"),
     ]));
     assert!(ok);
+    // Short credentials are warned about, without showing them.
+    assert!(
+        err.contains("WEBHOOK_SECRET entry #1 has only 14 characters")
+            && err.contains("WEBHOOK_API_KEY has only 13 characters"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("topsecretvalue") && !err.contains("adminkeyvalue"),
+        "{err}"
+    );
     for secret in [
         "topsecretvalue",
         "b2xkLXNlY3JldC1mb3Itcm90YXRpb24",
