@@ -16,14 +16,15 @@ use hitlhook_store::Store;
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     hitlhook_server::telemetry::init_logs(config.log_format);
     let app = App::build(config).await?;
+    // Before "listening on": from then on a SIGTERM is a graceful stop.
+    let shutdown = hitlhook_server::app::shutdown_signal();
     let mut stdout = std::io::stdout();
     if let Some(banner) = app.first_run_banner() {
         writeln!(stdout, "{banner}")?;
     }
     writeln!(stdout, "listening on http://{}", app.local_addr()?)?;
     stdout.flush()?;
-    app.run_until_stopped(hitlhook_server::app::shutdown_signal())
-        .await
+    app.run_until_stopped(shutdown).await
 }
 
 pub async fn open_store(config: &Config) -> anyhow::Result<std::sync::Arc<dyn Store>> {

@@ -277,6 +277,21 @@ fn one_server_per_sqlite_database_and_the_cli_beside_it() {
 }
 
 #[test]
+fn sigterm_right_after_listening_is_a_graceful_stop() {
+    // The signal handlers are installed before "listening on" is printed; they used to be
+    // installed at the shutdown future's first poll, and a SIGTERM in between killed the
+    // server by the default action (seen as a flaky non-zero exit).
+    let dir = Dir::new();
+    let envs = [
+        ("WEBHOOK_SECRET", "a-webhook-secret-for-tests"),
+        ("WEBHOOK_API_KEY", "an-admin-key-for-tests"),
+    ];
+    for _ in 0..5 {
+        Server::start(&dir.0, &envs).stop();
+    }
+}
+
+#[test]
 fn config_redacts_secrets() {
     let dir = Dir::new();
     let (ok, out, err) = run(hitlhook(&dir.0).arg("config").envs([

@@ -36,12 +36,13 @@ async fn receive(
 pub async fn run(args: CeilingArgs) -> anyhow::Result<()> {
     let keys = Arc::new(SigningKeys::new(&[args.secret]).map_err(anyhow::Error::msg)?);
     let listener = TcpListener::bind(&args.bind).await?;
+    let shutdown = hitlhook_server::app::shutdown_signal();
     println!("listening on http://{}", listener.local_addr()?);
     let app = Router::new()
         .route("/webhook/crewai", post(receive))
         .with_state(keys);
     axum::serve(listener, app)
-        .with_graceful_shutdown(hitlhook_server::app::shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
 }
