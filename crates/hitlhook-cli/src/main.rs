@@ -12,6 +12,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use hitlhook_server::Config;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// hitlhook: signed webhooks in, human decisions out.
 ///
 /// A CrewAI crew or flow sends a signed `checkpoint.required` webhook; hitlhook stores it, people
