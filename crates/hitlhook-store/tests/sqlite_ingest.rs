@@ -164,8 +164,9 @@ async fn batches_the_thread_declines_are_written_by_the_general_path() {
         .expect("ingest");
     assert_eq!(store.thread_batches(), 1);
     // A redelivery beside a new event; an id twice in one batch; an execution that ends with a
-    // pending checkpoint (its cancellation cascade).
-    let declined: [Vec<IngestItem>; 3] = [
+    // pending checkpoint (its cancellation cascade); a new event for a stored checkpoint id; a
+    // redelivery whose body now holds an invalid checkpoint (still answered as the first time).
+    let declined: [Vec<IngestItem>; 5] = [
         vec![first, item("ev:2", &checkpoint_event("cp-2", "k-2"))],
         vec![
             item("ev:3", &checkpoint_event("cp-3", "k-3")),
@@ -175,17 +176,52 @@ async fn batches_the_thread_declines_are_written_by_the_general_path() {
             "ev:4",
             &json!({"event_type": "crew.completed", "kickoff_id": "k-1"}),
         )],
+        vec![
+            item("ev:5", &checkpoint_event("cp-5", "k-5")),
+            item("ev:6", &checkpoint_event("cp-2", "k-6")),
+        ],
+        vec![
+            item("ev:7", &checkpoint_event("cp-7", "k-7")),
+            item(
+                "ev:2",
+                &json!({"event_type": "checkpoint.required", "checkpoint_id": "cp-8",
+                    "checkpoint_name": "review", "expires_at": "2001-01-01T00:00:00Z"}),
+            ),
+        ],
     ];
     let mut results = Vec::new();
     for batch in &declined {
         results.push(store.ingest(batch).await.expect("ingest"));
     }
-    assert_eq!(store.thread_batches(), 1, "all three declined");
+    assert_eq!(store.thread_batches(), 1, "all five declined");
     assert!(matches!(results[0][0], IngestOutcome::Duplicate(_)));
     assert!(matches!(results[0][1], IngestOutcome::Accepted { .. }));
     assert!(matches!(results[1][0], IngestOutcome::Accepted { .. }));
     assert!(matches!(results[1][1], IngestOutcome::Duplicate(_)));
     assert!(matches!(&results[2][0], IngestOutcome::Accepted { closed, .. } if closed.len() == 1));
+    assert!(matches!(results[3][0], IngestOutcome::Accepted { .. }));
+    assert!(
+        matches!(
+            results[3][1],
+            IngestOutcome::Rejected(IngestRejection::CheckpointConflict(_))
+        ),
+        "{:?}",
+        results[3][1]
+    );
+    assert!(matches!(results[4][0], IngestOutcome::Accepted { .. }));
+    assert!(
+        matches!(results[4][1], IngestOutcome::Duplicate(_)),
+        "{:?}",
+        results[4][1]
+    );
+    // Nothing a declined batch began is left behind: each event and checkpoint once.
+    for id in ["cp-2", "cp-5", "cp-7"] {
+        assert!(
+            store.get_checkpoint(id).await.expect("get").is_some(),
+            "{id}"
+        );
+    }
+    assert!(store.get_checkpoint("cp-8").await.expect("get").is_none());
     let cp = store
         .get_checkpoint("cp-1")
         .await
