@@ -57,6 +57,12 @@ pub enum StoreError {
     Unreachable { cause: String, hint: String },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// Committed, but the disk did not confirm it: a power failure could still lose it.
+    #[error(
+        "syncing {path} to disk failed ({cause}); the write is not known to be durable: check \
+         the disk and the file system"
+    )]
+    NotDurable { path: String, cause: String },
     #[error("database error")]
     Backend(#[from] sqlx::Error),
     #[error("database error")]
@@ -66,6 +72,9 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Resolves once a committed write is on disk (see [`Store::ingest_committed`]).
+pub type Durable = std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<()>> + Send>>;
 
 /// Everything hitlhook persists.
 #[async_trait]
@@ -81,8 +90,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes a batch of incoming events in ONE transaction (group commit). Each item gets its
     /// own outcome; an item that is refused or fails leaves nothing behind, and never affects the
-    /// others. Returns only after the commit.
-    async fn ingest(&self, batch: &[IngestItem]) -> StoreResult<Vec<IngestOutcome>>;
+    /// others. Returns only after the commit is durable.
+    async fn ingest(&self, batch: &[IngestItem]) -> StoreResult<Vec<IngestOutcome>> {
+        let (outcomes, durable) = self.ingest_committed(batch).await?;
+        durable.await?;
+        Ok(outcomes)
+    }
+
+    /// [`Store::ingest`] in two steps, so a writer can commit the next batch while this one
+    /// reaches the disk: returns once the batch is committed, with a future that resolves once
+    /// it is durable. Nothing in the batch may be acknowledged before that future resolves.
+    async fn ingest_committed(
+        &self,
+        batch: &[IngestItem],
+    ) -> StoreResult<(Vec<IngestOutcome>, Durable)>;
 
     /// Applies a decision to a checkpoint (first decision wins) with its audit event and the
     /// execution's new state, in one transaction. `source` is the authenticated principal that

@@ -31,7 +31,7 @@ use crate::sqlite_file::{
 };
 use crate::sqlite_ingest::SqliteIngest;
 use crate::writes::{Step, apply_close, begin_write, ingest_one, load_checkpoint, load_execution};
-use crate::{Store, StoreError, StoreResult};
+use crate::{Durable, Store, StoreError, StoreResult};
 use hitlhook_domain::amp::Origin;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -57,6 +57,12 @@ pub struct SqlStore {
     sqlite_ingest: Option<SqliteIngest>,
     /// Batches that thread wrote; the others went through the general path.
     thread_batches: AtomicU64,
+}
+
+/// The general path commits with `synchronous=FULL` (SQLite) or a flushed commit (PostgreSQL):
+/// durable on return.
+fn already_durable() -> Durable {
+    Box::pin(std::future::ready(Ok(())))
 }
 
 impl SqlStore {
@@ -232,19 +238,27 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn ingest(&self, batch: &[IngestItem]) -> StoreResult<Vec<IngestOutcome>> {
+    async fn ingest_committed(
+        &self,
+        batch: &[IngestItem],
+    ) -> StoreResult<(Vec<IngestOutcome>, Durable)> {
         // Held throughout: on SQLite the one writer connection is also the lock that keeps the
         // ingest thread's writes from overlapping with every other write.
         let mut writer = self.writer.acquire().await?;
         if let Some(thread) = &self.sqlite_ingest {
             match thread.write(batch, self.outbox_settings()).await {
                 Ok(Some(written)) => {
-                    self.planned
-                        .fetch_add(written.deliveries, Ordering::Release);
                     self.thread_batches.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!("hitlhook_ingest_batches_total", "path" => "sqlite_thread")
                         .increment(1);
-                    return Ok(written.outcomes);
+                    // The delivery worker hears of the batch's deliveries once it is durable.
+                    let planned = Arc::clone(&self.planned);
+                    let durable = async move {
+                        written.durable.wait().await?;
+                        planned.fetch_add(written.deliveries, Ordering::Release);
+                        Ok(())
+                    };
+                    return Ok((written.outcomes, Box::pin(durable)));
                 }
                 Ok(None) => {}
                 Err(error) => {
@@ -261,7 +275,7 @@ impl Store for SqlStore {
             Ok(outcomes) => {
                 tx.commit().await?;
                 planner.committed();
-                return Ok(outcomes);
+                return Ok((outcomes, already_durable()));
             }
             Err(error) => {
                 // Replay the batch event by event: slower, exact, and isolates a bad item.
@@ -296,7 +310,7 @@ impl Store for SqlStore {
         }
         tx.commit().await?;
         planner.committed();
-        Ok(outcomes)
+        Ok((outcomes, already_durable()))
     }
 
     async fn decide(

@@ -8,9 +8,16 @@
 //! the batch, an AMP checkpoint, a cascade) it declines before writing anything, and the caller
 //! runs the general path. The caller holds the sqlx writer connection, the process's write lock,
 //! while this thread writes: the two connections never wait on each other's `SQLITE_BUSY`.
+//!
+//! Durability is pipelined: the thread commits without waiting for the disk
+//! (`synchronous=NORMAL` on its connection only) and hands the commit to a second thread, which
+//! syncs the WAL file once for every commit queued behind it and only then tells their callers.
+//! A batch's callers are answered after a sync that began after its commit, so every answer is
+//! as durable as with `synchronous=FULL`; meanwhile the next batch is already being written
+//! instead of the thread sleeping in `fsync` (measured: about a fifth of its wall time).
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 
 use hitlhook_domain::action;
@@ -26,11 +33,32 @@ use crate::rows::{self, EXECUTION_COLUMNS};
 use crate::writes::{EXECUTION_UPSERT_HEAD, EXECUTION_UPSERT_TAIL, new_checkpoint_id};
 use crate::{StoreError, StoreResult};
 
-/// A batch as written.
+/// A batch as written: committed, and on disk once `durable` says so.
 pub(crate) struct Written {
     pub outcomes: Vec<IngestOutcome>,
     /// Deliveries inserted with it (for `Store::deliveries_planned`).
     pub deliveries: u64,
+    pub durable: Durable,
+}
+
+/// Resolves once a sync of the WAL that began after the batch's commit has finished.
+pub(crate) struct Durable {
+    synced: oneshot::Receiver<Result<(), String>>,
+    wal: Arc<Path>,
+}
+
+impl Durable {
+    pub(crate) async fn wait(self) -> StoreResult<()> {
+        let cause = match self.synced.await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(cause)) => cause,
+            Err(_) => "the sync thread has stopped".to_owned(),
+        };
+        Err(StoreError::NotDurable {
+            path: self.wal.display().to_string(),
+            cause,
+        })
+    }
 }
 
 struct Job {
@@ -46,7 +74,7 @@ pub(crate) struct SqliteIngest {
 
 impl SqliteIngest {
     /// Opens `path` (which sqlx has already created) with `pragmas` (`SQLITE_INGEST_PRAGMAS`), and
-    /// starts the thread.
+    /// starts the writer and sync threads.
     pub(crate) fn start(path: &Path, pragmas: &str) -> StoreResult<Self> {
         // Never create: a path sqlx spells differently (percent escapes) must fail here rather
         // than give the thread an empty database of its own.
@@ -54,12 +82,29 @@ impl SqliteIngest {
         let mut conn = Connection::open_with_flags(path, flags)?;
         conn.execute_batch(pragmas)?;
         conn.set_prepared_statement_cache_capacity(16);
+        let wal: Arc<Path> = Arc::from(wal_path(path));
+        let syncs = start_sync_thread(Arc::clone(&wal))?;
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("sqlite-ingest".into())
             .spawn(move || {
                 for job in queue {
-                    let result = write(&mut conn, &job.items, &job.outbox);
+                    let result = write(&mut conn, &job.items, &job.outbox).map(|written| {
+                        written.map(|(outcomes, deliveries)| {
+                            // Queued only now, after the commit: the sync it waits for covers it.
+                            let (tell, synced) = oneshot::channel();
+                            // A stopped sync thread drops `tell`: the caller hears it as failure.
+                            let _ = syncs.send(tell);
+                            Written {
+                                outcomes,
+                                deliveries,
+                                durable: Durable {
+                                    synced,
+                                    wal: Arc::clone(&wal),
+                                },
+                            }
+                        })
+                    });
                     let _ = job.reply.send(result);
                 }
             })
@@ -67,7 +112,8 @@ impl SqliteIngest {
         Ok(SqliteIngest { jobs })
     }
 
-    /// Writes `items` in one committed transaction, or declines (`None`, nothing written).
+    /// Writes `items` in one committed transaction, or declines (`None`, nothing written). The
+    /// caller must wait for `Written::durable` before telling anyone the batch is stored.
     pub(crate) async fn write(
         &self,
         items: &[IngestItem],
@@ -86,11 +132,47 @@ impl SqliteIngest {
     }
 }
 
+/// SQLite's write-ahead log beside the database file.
+fn wal_path(db: &Path) -> PathBuf {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
+
+/// The thread that makes commits durable: it takes every commit waiting, syncs the WAL once
+/// (`fdatasync` through a descriptor of its own: it flushes the file, whoever wrote it) and
+/// tells them all.
+fn start_sync_thread(
+    wal: Arc<Path>,
+) -> StoreResult<mpsc::Sender<oneshot::Sender<Result<(), String>>>> {
+    let (syncs, waiting) = mpsc::channel::<oneshot::Sender<Result<(), String>>>();
+    std::thread::Builder::new()
+        .name("sqlite-sync".into())
+        .spawn(move || {
+            while let Ok(first) = waiting.recv() {
+                let mut group = vec![first];
+                group.extend(waiting.try_iter());
+                let synced = std::fs::File::open(&wal)
+                    .and_then(|f| f.sync_data())
+                    .map_err(|e| e.to_string());
+                if let Err(e) = &synced {
+                    tracing::error!(wal = %wal.display(), error = %e, "syncing the SQLite WAL failed; the writes it holds are not known to be durable");
+                }
+                for tell in group {
+                    let _ = tell.send(synced.clone());
+                }
+            }
+        })
+        .map_err(|e| StoreError::Corrupt(format!("cannot start the WAL sync thread: {e}")))?;
+    Ok(syncs)
+}
+
+/// Commits the batch (outcomes and deliveries planned), or declines it (`None`).
 fn write(
     conn: &mut Connection,
     items: &[IngestItem],
     outbox: &OutboxSettings,
-) -> StoreResult<Option<Written>> {
+) -> StoreResult<Option<(Vec<IngestOutcome>, u64)>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Declining drops `tx`, which rolls back (nothing was written yet).
     if !is_common(&tx, items)? {
@@ -150,7 +232,7 @@ fn write_common(
     c: &Connection,
     items: &[IngestItem],
     outbox: &OutboxSettings,
-) -> StoreResult<Option<Written>> {
+) -> StoreResult<Option<(Vec<IngestOutcome>, u64)>> {
     let mut load_execution = c.prepare_cached(&format!(
         "select {EXECUTION_COLUMNS}, created_seq from executions where kickoff_id = ?1"
     ))?;
@@ -301,10 +383,7 @@ fn write_common(
     }
 
     let deliveries = plan_deliveries(c, items, &outcomes, &changes, outbox)?;
-    Ok(Some(Written {
-        outcomes,
-        deliveries,
-    }))
+    Ok(Some((outcomes, deliveries)))
 }
 
 /// The deliveries the batch causes, in the order the other paths plan them: each created
@@ -403,4 +482,48 @@ fn stored_execution(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, Execut
         },
         row.get(12)?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_wal_that_cannot_be_synced_is_reported_not_durable() {
+        let wal: Arc<Path> = Arc::from(Path::new("/nonexistent-hitlhook-dir/hitlhook.db-wal"));
+        let syncs = start_sync_thread(Arc::clone(&wal)).expect("thread");
+        let (tell, synced) = oneshot::channel();
+        syncs.send(tell).expect("queued");
+        let error = Durable { synced, wal }
+            .wait()
+            .await
+            .expect_err("no such file");
+        assert!(
+            matches!(&error, StoreError::NotDurable { path, .. } if path.ends_with("hitlhook.db-wal")),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_sync_answers_every_commit_waiting_for_it() {
+        let dir = std::env::temp_dir().join(format!("hitlhook-sync-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let wal: Arc<Path> = Arc::from(dir.join("test.db-wal"));
+        std::fs::write(&wal, b"frames").expect("wal");
+        let syncs = start_sync_thread(Arc::clone(&wal)).expect("thread");
+        let waiting: Vec<_> = (0..5)
+            .map(|_| {
+                let (tell, synced) = oneshot::channel();
+                syncs.send(tell).expect("queued");
+                Durable {
+                    synced,
+                    wal: Arc::clone(&wal),
+                }
+            })
+            .collect();
+        for durable in waiting {
+            durable.wait().await.expect("synced");
+        }
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
 }
