@@ -12,8 +12,16 @@ use crate::{StoreError, StoreResult};
 
 /// Per-connection SQLite settings. WAL lets readers run beside the single writer;
 /// `synchronous=FULL` makes every commit durable before the HTTP 2xx is sent.
+///
+/// The WAL is checkpointed into the database every 32,000 pages (up to 128 MiB of WAL) instead
+/// of SQLite's 1,000: each checkpoint copies a page once however often it changed since the
+/// last, and under ingest the same index and execution pages change in almost every commit.
+/// Measured (20 s at 32 connections, paired): 1.20-1.29 x the events/s of 1,000 and half its
+/// p99; 16,000 gave 1.14-1.23 x. The same on every connection, so a decision's commit does
+/// not checkpoint a WAL the ingest thread lets grow.
 pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-    PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;";
+    PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
+    PRAGMA wal_autocheckpoint = 32000;";
 
 /// The writer keeps more of the database in its page cache than SQLite's 2 MiB default: every
 /// event touches a few pages of the unique-key indexes at random places, and re-reading them
