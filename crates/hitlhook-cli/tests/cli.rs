@@ -250,20 +250,20 @@ async fn keys_are_created_listed_and_revoked_from_the_cli() {
     server.stop();
 }
 
+/// Credentials for a server started by a test.
+const SERVER_ENVS: [(&str, &str); 2] = [
+    ("WEBHOOK_SECRET", "a-webhook-secret-for-tests"),
+    ("WEBHOOK_API_KEY", "an-admin-key-for-tests"),
+];
+
 #[test]
 fn one_server_per_sqlite_database_and_the_cli_beside_it() {
     let dir = Dir::new();
-    let envs = [
-        ("WEBHOOK_SECRET", "a-webhook-secret-for-tests"),
-        ("WEBHOOK_API_KEY", "an-admin-key-for-tests"),
-    ];
-    let first = Server::start(&dir.0, &envs);
+    let first = Server::start(&dir.0, &SERVER_ENVS);
     // A second server on the same data directory would not wake the first one's waiters.
     let mut second = hitlhook(&dir.0);
     second.args(["serve", "--bind", "127.0.0.1:0"]);
-    for (k, v) in envs {
-        second.env(k, v);
-    }
+    second.envs(SERVER_ENVS);
     let (ok, _, err) = run(&mut second);
     assert!(
         !ok && err.contains("another hitlhook server") && err.contains("PostgreSQL"),
@@ -273,7 +273,7 @@ fn one_server_per_sqlite_database_and_the_cli_beside_it() {
     let (ok, _, err) = run(hitlhook(&dir.0).args(["keys", "list"]));
     assert!(ok, "{err}");
     first.stop();
-    Server::start(&dir.0, &envs).stop();
+    Server::start(&dir.0, &SERVER_ENVS).stop();
 }
 
 #[test]
@@ -282,12 +282,8 @@ fn sigterm_right_after_listening_is_a_graceful_stop() {
     // installed at the shutdown future's first poll, and a SIGTERM in between killed the
     // server by the default action (seen as a flaky non-zero exit).
     let dir = Dir::new();
-    let envs = [
-        ("WEBHOOK_SECRET", "a-webhook-secret-for-tests"),
-        ("WEBHOOK_API_KEY", "an-admin-key-for-tests"),
-    ];
     for _ in 0..5 {
-        Server::start(&dir.0, &envs).stop();
+        Server::start(&dir.0, &SERVER_ENVS).stop();
     }
 }
 
