@@ -140,7 +140,13 @@ impl ApiError {
 
 impl From<hitlhook_store::StoreError> for ApiError {
     fn from(e: hitlhook_store::StoreError) -> Self {
-        ApiError::Internal(anyhow::Error::new(e))
+        match e {
+            // The operator must act (the disk); the client may retry once the server is back.
+            e @ hitlhook_store::StoreError::NotDurable { .. } => ApiError::Unavailable {
+                detail: e.to_string(),
+            },
+            e => ApiError::Internal(anyhow::Error::new(e)),
+        }
     }
 }
 

@@ -59,12 +59,6 @@ pub struct SqlStore {
     thread_batches: AtomicU64,
 }
 
-/// The general path commits with `synchronous=FULL` (SQLite) or a flushed commit (PostgreSQL):
-/// durable on return.
-fn already_durable() -> Durable {
-    Box::pin(std::future::ready(Ok(())))
-}
-
 impl SqlStore {
     /// Connects to `sqlite://path`, `sqlite:path` or `postgres://...`, creating the SQLite file
     /// and its directory if needed.
@@ -147,6 +141,25 @@ impl SqlStore {
         match self.outbox.read() {
             Ok(guard) => guard.max_attempts,
             Err(poisoned) => poisoned.into_inner().max_attempts,
+        }
+    }
+
+    /// For a write committed through the general path: PostgreSQL's commit and SQLite's
+    /// `synchronous=FULL` are durable on return, but a batch of SQLite's ingest thread committed
+    /// just before may still wait for its sync, and this write may answer for it (a redelivery
+    /// found in the store writes nothing at all): wait for a sync that covers it too.
+    fn durable_after_commit(&self) -> Durable {
+        match &self.sqlite_ingest {
+            Some(thread) => Box::pin(thread.durable_after_now().wait()),
+            None => Box::pin(std::future::ready(Ok(()))),
+        }
+    }
+
+    /// A failed sync of SQLite's WAL: nothing written since is known to be on disk.
+    fn refuse_writes_after_failed_sync(&self) -> StoreResult<()> {
+        match self.sqlite_ingest.as_ref().and_then(SqliteIngest::failure) {
+            Some(failure) => Err(failure),
+            None => Ok(()),
         }
     }
 
@@ -234,6 +247,7 @@ impl Store for SqlStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
+        self.refuse_writes_after_failed_sync()?;
         sqlx::query("select 1").execute(&self.reader).await?;
         Ok(())
     }
@@ -242,6 +256,7 @@ impl Store for SqlStore {
         &self,
         batch: &[IngestItem],
     ) -> StoreResult<(Vec<IngestOutcome>, Durable)> {
+        self.refuse_writes_after_failed_sync()?;
         // Held throughout: on SQLite the one writer connection is also the lock that keeps the
         // ingest thread's writes from overlapping with every other write.
         let mut writer = self.writer.acquire().await?;
@@ -275,7 +290,7 @@ impl Store for SqlStore {
             Ok(outcomes) => {
                 tx.commit().await?;
                 planner.committed();
-                return Ok((outcomes, already_durable()));
+                return Ok((outcomes, self.durable_after_commit()));
             }
             Err(error) => {
                 // Replay the batch event by event: slower, exact, and isolates a bad item.
@@ -310,7 +325,7 @@ impl Store for SqlStore {
         }
         tx.commit().await?;
         planner.committed();
-        Ok((outcomes, already_durable()))
+        Ok((outcomes, self.durable_after_commit()))
     }
 
     async fn decide(
@@ -320,6 +335,7 @@ impl Store for SqlStore {
         source: &str,
         now: Timestamp,
     ) -> StoreResult<DecideOutcome> {
+        self.refuse_writes_after_failed_sync()?;
         // Two rounds at most: a lost race (PostgreSQL, several nodes) re-reads and re-decides,
         // which then yields Unchanged or Refused.
         for _ in 0..2 {
@@ -409,6 +425,8 @@ impl Store for SqlStore {
     }
 
     async fn stats(&self) -> StoreResult<Stats> {
+        // `/health` says unhealthy while writes are refused.
+        self.refuse_writes_after_failed_sync()?;
         // max(seq) rather than count(*): constant time on a million rows.
         let events_total: Option<i64> = sqlx::query_scalar("select max(seq) from events")
             .fetch_one(&self.reader)

@@ -70,6 +70,32 @@ struct Job {
 /// A handle to the writer thread; the thread ends when the handle is dropped.
 pub(crate) struct SqliteIngest {
     jobs: mpsc::Sender<Job>,
+    sync: Syncer,
+}
+
+/// The sync thread's queue, and its first failure: once a sync has failed nothing is known to
+/// be durable any more (the kernel may have dropped the dirty pages it could not write, and the
+/// WAL's chained checksums end recovery at the first lost frame), so every later sync fails too
+/// and the store refuses writes until restarted.
+#[derive(Clone)]
+struct Syncer {
+    queue: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
+    failed: Arc<std::sync::OnceLock<String>>,
+    wal: Arc<Path>,
+}
+
+impl Syncer {
+    /// A future that resolves once a sync that begins after this call has finished: it covers
+    /// every commit made before the call, by any connection.
+    fn after_now(&self) -> Durable {
+        let (tell, synced) = oneshot::channel();
+        // A stopped sync thread drops `tell`: the caller hears it as failure.
+        let _ = self.queue.send(tell);
+        Durable {
+            synced,
+            wal: Arc::clone(&self.wal),
+        }
+    }
 }
 
 impl SqliteIngest {
@@ -83,33 +109,42 @@ impl SqliteIngest {
         conn.execute_batch(pragmas)?;
         conn.set_prepared_statement_cache_capacity(16);
         let wal: Arc<Path> = Arc::from(wal_path(path));
-        let syncs = start_sync_thread(Arc::clone(&wal))?;
+        let sync = start_sync_thread(Arc::clone(&wal))?;
+        let syncer = sync.clone();
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("sqlite-ingest".into())
             .spawn(move || {
                 for job in queue {
                     let result = write(&mut conn, &job.items, &job.outbox).map(|written| {
-                        written.map(|(outcomes, deliveries)| {
-                            // Queued only now, after the commit: the sync it waits for covers it.
-                            let (tell, synced) = oneshot::channel();
-                            // A stopped sync thread drops `tell`: the caller hears it as failure.
-                            let _ = syncs.send(tell);
-                            Written {
-                                outcomes,
-                                deliveries,
-                                durable: Durable {
-                                    synced,
-                                    wal: Arc::clone(&wal),
-                                },
-                            }
+                        // Asked only now, after the commit: the sync it waits for covers it.
+                        written.map(|(outcomes, deliveries)| Written {
+                            outcomes,
+                            deliveries,
+                            durable: syncer.after_now(),
                         })
                     });
                     let _ = job.reply.send(result);
                 }
             })
             .map_err(|e| StoreError::Corrupt(format!("cannot start the ingest thread: {e}")))?;
-        Ok(SqliteIngest { jobs })
+        Ok(SqliteIngest { jobs, sync })
+    }
+
+    /// Resolves once everything committed so far, by any connection, is on disk. A write that
+    /// committed through another connection, or wrote nothing (a redelivery answered from the
+    /// store), may only be acknowledged after this: an earlier batch of this thread that it
+    /// answers for may still be waiting for its sync.
+    pub(crate) fn durable_after_now(&self) -> Durable {
+        self.sync.after_now()
+    }
+
+    /// Why writes are refused: a sync of the WAL has failed since the server started.
+    pub(crate) fn failure(&self) -> Option<StoreError> {
+        self.sync.failed.get().map(|cause| StoreError::NotDurable {
+            path: self.sync.wal.display().to_string(),
+            cause: format!("{cause}; writes are refused until the server is restarted"),
+        })
     }
 
     /// Writes `items` in one committed transaction, or declines (`None`, nothing written). The
@@ -141,22 +176,31 @@ fn wal_path(db: &Path) -> PathBuf {
 
 /// The thread that makes commits durable: it takes every commit waiting, syncs the WAL once
 /// (`fdatasync` through a descriptor of its own: it flushes the file, whoever wrote it) and
-/// tells them all.
-fn start_sync_thread(
-    wal: Arc<Path>,
-) -> StoreResult<mpsc::Sender<oneshot::Sender<Result<(), String>>>> {
-    let (syncs, waiting) = mpsc::channel::<oneshot::Sender<Result<(), String>>>();
+/// tells them all. After a failed sync it syncs no more and fails every request (see `Syncer`).
+fn start_sync_thread(wal: Arc<Path>) -> StoreResult<Syncer> {
+    let (queue, waiting) = mpsc::channel::<oneshot::Sender<Result<(), String>>>();
+    let failed: Arc<std::sync::OnceLock<String>> = Arc::default();
+    let syncer = Syncer {
+        queue,
+        failed: Arc::clone(&failed),
+        wal: Arc::clone(&wal),
+    };
     std::thread::Builder::new()
         .name("sqlite-sync".into())
         .spawn(move || {
             while let Ok(first) = waiting.recv() {
                 let mut group = vec![first];
                 group.extend(waiting.try_iter());
-                let synced = std::fs::File::open(&wal)
-                    .and_then(|f| f.sync_data())
-                    .map_err(|e| e.to_string());
-                if let Err(e) = &synced {
-                    tracing::error!(wal = %wal.display(), error = %e, "syncing the SQLite WAL failed; the writes it holds are not known to be durable");
+                let synced = match failed.get() {
+                    Some(cause) => Err(format!("an earlier sync failed: {cause}")),
+                    None => std::fs::File::open(&wal)
+                        .and_then(|f| f.sync_data())
+                        .map_err(|e| e.to_string()),
+                };
+                if let Err(e) = &synced
+                    && failed.set(e.clone()).is_ok()
+                {
+                    tracing::error!(wal = %wal.display(), error = %e, "syncing the SQLite WAL failed: the writes it holds are not known to be on disk, and every write is refused until the server is restarted; check the disk and the file system");
                 }
                 for tell in group {
                     let _ = tell.send(synced.clone());
@@ -164,7 +208,7 @@ fn start_sync_thread(
             }
         })
         .map_err(|e| StoreError::Corrupt(format!("cannot start the WAL sync thread: {e}")))?;
-    Ok(syncs)
+    Ok(syncer)
 }
 
 /// Commits the batch (outcomes and deliveries planned), or declines it (`None`).
@@ -489,19 +533,25 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_wal_that_cannot_be_synced_is_reported_not_durable() {
-        let wal: Arc<Path> = Arc::from(Path::new("/nonexistent-hitlhook-dir/hitlhook.db-wal"));
-        let syncs = start_sync_thread(Arc::clone(&wal)).expect("thread");
-        let (tell, synced) = oneshot::channel();
-        syncs.send(tell).expect("queued");
-        let error = Durable { synced, wal }
-            .wait()
-            .await
-            .expect_err("no such file");
+    async fn a_failed_sync_is_reported_and_every_later_sync_fails_too() {
+        let dir = std::env::temp_dir().join(format!("hitlhook-nosync-{}", std::process::id()));
+        let wal: Arc<Path> = Arc::from(dir.join("hitlhook.db-wal"));
+        let sync = start_sync_thread(Arc::clone(&wal)).expect("thread");
+        let error = sync.after_now().wait().await.expect_err("no such file");
         assert!(
             matches!(&error, StoreError::NotDurable { path, .. } if path.ends_with("hitlhook.db-wal")),
             "{error}"
         );
+        // Sticky: the WAL appearing afterwards does not make anything durable again.
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(&wal, b"frames").expect("wal");
+        let again = sync.after_now().wait().await.expect_err("still failed");
+        assert!(
+            again.to_string().contains("an earlier sync failed"),
+            "{again}"
+        );
+        assert!(sync.failed.get().is_some());
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     #[tokio::test]
@@ -510,20 +560,12 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let wal: Arc<Path> = Arc::from(dir.join("test.db-wal"));
         std::fs::write(&wal, b"frames").expect("wal");
-        let syncs = start_sync_thread(Arc::clone(&wal)).expect("thread");
-        let waiting: Vec<_> = (0..5)
-            .map(|_| {
-                let (tell, synced) = oneshot::channel();
-                syncs.send(tell).expect("queued");
-                Durable {
-                    synced,
-                    wal: Arc::clone(&wal),
-                }
-            })
-            .collect();
+        let sync = start_sync_thread(Arc::clone(&wal)).expect("thread");
+        let waiting: Vec<_> = (0..5).map(|_| sync.after_now()).collect();
         for durable in waiting {
             durable.wait().await.expect("synced");
         }
+        assert!(sync.failed.get().is_none());
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }
