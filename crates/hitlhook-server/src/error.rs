@@ -138,15 +138,21 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A write the disk would not confirm: the operator must act (the disk), and the client may
+    /// send it again once the server is back, so a 503 rather than an internal error.
+    pub fn not_durable(e: &hitlhook_store::StoreError) -> Option<Self> {
+        matches!(e, hitlhook_store::StoreError::NotDurable { .. }).then(|| ApiError::Unavailable {
+            detail: format!(
+                "{e}. What it wrote may be stored but is not known to be on disk: send it again once the server is back"
+            ),
+        })
+    }
+}
+
 impl From<hitlhook_store::StoreError> for ApiError {
     fn from(e: hitlhook_store::StoreError) -> Self {
-        match e {
-            // The operator must act (the disk); the client may retry once the server is back.
-            e @ hitlhook_store::StoreError::NotDurable { .. } => ApiError::Unavailable {
-                detail: e.to_string(),
-            },
-            e => ApiError::Internal(anyhow::Error::new(e)),
-        }
+        ApiError::not_durable(&e).unwrap_or_else(|| ApiError::Internal(anyhow::Error::new(e)))
     }
 }
 

@@ -47,7 +47,8 @@ pub enum Backend {
 /// in the pool is cheaper than retrying on `SQLITE_BUSY`) and a few readers; PostgreSQL one pool.
 pub struct SqlStore {
     backend: Backend,
-    writer: AnyPool,
+    /// Reached through `writer()`, which refuses once SQLite's WAL could not be synced.
+    write_pool: AnyPool,
     reader: AnyPool,
     /// Channels and limits for planning deliveries; replaced by `set_delivery_plan`.
     outbox: RwLock<Arc<OutboxSettings>>,
@@ -104,7 +105,7 @@ impl SqlStore {
             });
             Ok(Self {
                 backend: Backend::Sqlite,
-                writer,
+                write_pool: writer,
                 reader,
                 outbox: RwLock::default(),
                 planned: Arc::default(),
@@ -120,7 +121,7 @@ impl SqlStore {
                 .await?;
             Ok(Self {
                 backend: Backend::Postgres,
-                writer: pool.clone(),
+                write_pool: pool.clone(),
                 reader: pool,
                 outbox: RwLock::default(),
                 planned: Arc::default(),
@@ -150,17 +151,24 @@ impl SqlStore {
     /// found in the store writes nothing at all): wait for a sync that covers it too.
     fn durable_after_commit(&self) -> Durable {
         match &self.sqlite_ingest {
-            Some(thread) => Box::pin(thread.durable_after_now().wait()),
+            Some(thread) => Box::pin(thread.synced_after_now().wait()),
             None => Box::pin(std::future::ready(Ok(()))),
         }
     }
 
-    /// A failed sync of SQLite's WAL: nothing written since is known to be on disk.
-    fn refuse_writes_after_failed_sync(&self) -> StoreResult<()> {
+    /// Fails once a sync of SQLite's WAL has failed: nothing written since is known to be on
+    /// disk, so every write (through `writer()`) and the health checks say so until restart.
+    fn refuse_after_failed_sync(&self) -> StoreResult<()> {
         match self.sqlite_ingest.as_ref().and_then(SqliteIngest::failure) {
             Some(failure) => Err(failure),
             None => Ok(()),
         }
+    }
+
+    /// The pool every write goes through (one connection on SQLite: the process's write lock).
+    fn writer(&self) -> StoreResult<&AnyPool> {
+        self.refuse_after_failed_sync()?;
+        Ok(&self.write_pool)
     }
 
     /// The same store, writing every batch through the general path (tests compare the two).
@@ -242,12 +250,12 @@ impl Store for SqlStore {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator.run(&self.writer).await?;
+        migrator.run(&self.write_pool).await?;
         Ok(())
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.refuse_writes_after_failed_sync()?;
+        self.refuse_after_failed_sync()?;
         sqlx::query("select 1").execute(&self.reader).await?;
         Ok(())
     }
@@ -256,10 +264,9 @@ impl Store for SqlStore {
         &self,
         batch: &[IngestItem],
     ) -> StoreResult<(Vec<IngestOutcome>, Durable)> {
-        self.refuse_writes_after_failed_sync()?;
         // Held throughout: on SQLite the one writer connection is also the lock that keeps the
         // ingest thread's writes from overlapping with every other write.
-        let mut writer = self.writer.acquire().await?;
+        let mut writer = self.writer()?.acquire().await?;
         if let Some(thread) = &self.sqlite_ingest {
             match thread.write(batch, self.outbox_settings()).await {
                 Ok(Some(written)) => {
@@ -269,7 +276,7 @@ impl Store for SqlStore {
                     // The delivery worker hears of the batch's deliveries once it is durable.
                     let planned = Arc::clone(&self.planned);
                     let durable = async move {
-                        written.durable.wait().await?;
+                        written.synced.wait().await?;
                         planned.fetch_add(written.deliveries, Ordering::Release);
                         Ok(())
                     };
@@ -335,11 +342,10 @@ impl Store for SqlStore {
         source: &str,
         now: Timestamp,
     ) -> StoreResult<DecideOutcome> {
-        self.refuse_writes_after_failed_sync()?;
         // Two rounds at most: a lost race (PostgreSQL, several nodes) re-reads and re-decides,
         // which then yields Unchanged or Refused.
         for _ in 0..2 {
-            let mut writer = self.writer.acquire().await?;
+            let mut writer = self.writer()?.acquire().await?;
             let mut tx = begin_write(&mut writer, self.backend).await?;
             let mut planner = self.planner();
             let Some(current) = load_checkpoint(&mut tx, checkpoint_id).await? else {
@@ -373,7 +379,7 @@ impl Store for SqlStore {
     }
 
     async fn expire_due(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<Checkpoint>> {
-        let mut writer = self.writer.acquire().await?;
+        let mut writer = self.writer()?.acquire().await?;
         let mut tx = begin_write(&mut writer, self.backend).await?;
         let mut planner = self.planner();
         let sql = format!(
@@ -426,7 +432,7 @@ impl Store for SqlStore {
 
     async fn stats(&self) -> StoreResult<Stats> {
         // `/health` says unhealthy while writes are refused.
-        self.refuse_writes_after_failed_sync()?;
+        self.refuse_after_failed_sync()?;
         // max(seq) rather than count(*): constant time on a million rows.
         let events_total: Option<i64> = sqlx::query_scalar("select max(seq) from events")
             .fetch_one(&self.reader)
@@ -451,7 +457,7 @@ impl Store for SqlStore {
         .bind(&key.hash_hex)
         .bind(&key.prefix)
         .bind(key.created_at.millis())
-        .execute(&self.writer)
+        .execute(self.writer()?)
         .await;
         match result {
             Ok(_) => Ok(ApiKey {
@@ -498,7 +504,7 @@ impl Store for SqlStore {
         )
         .bind(now.millis())
         .bind(id_or_name)
-        .execute(&self.writer)
+        .execute(self.writer()?)
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -517,7 +523,7 @@ impl Store for SqlStore {
         now: Timestamp,
     ) -> StoreResult<Vec<String>> {
         let max = self.planner_max_attempts();
-        let mut writer = self.writer.acquire().await?;
+        let mut writer = self.writer()?.acquire().await?;
         let mut tx = begin_write(&mut writer, self.backend).await?;
         let mut ids = Vec::with_capacity(deliveries.len());
         for d in deliveries {
@@ -535,7 +541,7 @@ impl Store for SqlStore {
         owner: &str,
     ) -> StoreResult<Vec<Delivery>> {
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-        outbox::claim(&self.writer, self.backend, now, lease_ms, max, owner).await
+        outbox::claim(self.writer()?, self.backend, now, lease_ms, max, owner).await
     }
 
     async fn record_attempt(
@@ -544,7 +550,7 @@ impl Store for SqlStore {
         outcome: AttemptOutcome,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        let mut writer = self.writer.acquire().await?;
+        let mut writer = self.writer()?.acquire().await?;
         let mut tx = begin_write(&mut writer, self.backend).await?;
         let applied = outbox::record(&mut tx, claimed, &outcome, now).await?;
         tx.commit().await?;
@@ -568,11 +574,11 @@ impl Store for SqlStore {
     }
 
     async fn retry_delivery(&self, id: &str, now: Timestamp) -> StoreResult<RetryOutcome> {
-        outbox::retry(&self.writer, id, now).await
+        outbox::retry(self.writer()?, id, now).await
     }
 
     async fn create_amp_source(&self, source: AmpSource) -> StoreResult<AmpSource> {
-        crate::amp::create_source(&self.writer, source).await
+        crate::amp::create_source(self.writer()?, source).await
     }
 
     async fn get_amp_source(&self, name: &str) -> StoreResult<Option<AmpSource>> {
@@ -585,7 +591,7 @@ impl Store for SqlStore {
     }
 
     async fn remove_amp_source(&self, name: &str) -> StoreResult<bool> {
-        crate::amp::remove_source(&self.writer, name).await
+        crate::amp::remove_source(self.writer()?, name).await
     }
 
     async fn get_amp_origin(&self, checkpoint_id: &str) -> StoreResult<Option<Origin>> {
@@ -594,7 +600,7 @@ impl Store for SqlStore {
     }
 
     async fn save_amp_execution(&self, execution: &AmpExecution) -> StoreResult<()> {
-        crate::amp::save_execution(&self.writer, execution).await
+        crate::amp::save_execution(self.writer()?, execution).await
     }
 
     async fn get_amp_execution(&self, kickoff_id: &str) -> StoreResult<Option<AmpExecution>> {
@@ -612,7 +618,7 @@ impl Store for SqlStore {
     }
 
     async fn create_subscription(&self, new: NewSubscription) -> StoreResult<Subscription> {
-        outbox::create_subscription(&self.writer, new).await
+        outbox::create_subscription(self.writer()?, new).await
     }
 
     async fn get_subscription(&self, id: &str) -> StoreResult<Option<Subscription>> {
@@ -624,7 +630,7 @@ impl Store for SqlStore {
     }
 
     async fn remove_subscription(&self, id: &str, now: Timestamp) -> StoreResult<bool> {
-        outbox::remove_subscription(&self.writer, id, now).await
+        outbox::remove_subscription(self.writer()?, id, now).await
     }
 
     async fn count_admin_keys(&self) -> StoreResult<i64> {

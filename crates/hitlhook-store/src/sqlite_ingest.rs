@@ -33,21 +33,24 @@ use crate::rows::{self, EXECUTION_COLUMNS};
 use crate::writes::{EXECUTION_UPSERT_HEAD, EXECUTION_UPSERT_TAIL, new_checkpoint_id};
 use crate::{StoreError, StoreResult};
 
-/// A batch as written: committed, and on disk once `durable` says so.
+/// A batch as written: committed, and on disk once `synced` says so.
 pub(crate) struct Written {
     pub outcomes: Vec<IngestOutcome>,
     /// Deliveries inserted with it (for `Store::deliveries_planned`).
     pub deliveries: u64,
-    pub durable: Durable,
+    pub synced: WalSynced,
 }
 
-/// Resolves once a sync of the WAL that began after the batch's commit has finished.
-pub(crate) struct Durable {
+/// What the sync thread tells each commit waiting for it: synced, or why not.
+type SyncReply = oneshot::Sender<Result<(), String>>;
+
+/// Resolves once a sync of the WAL that began after a given moment (a commit) has finished.
+pub(crate) struct WalSynced {
     synced: oneshot::Receiver<Result<(), String>>,
     wal: Arc<Path>,
 }
 
-impl Durable {
+impl WalSynced {
     pub(crate) async fn wait(self) -> StoreResult<()> {
         let cause = match self.synced.await {
             Ok(Ok(())) => return Ok(()),
@@ -79,7 +82,7 @@ pub(crate) struct SqliteIngest {
 /// and the store refuses writes until restarted.
 #[derive(Clone)]
 struct Syncer {
-    queue: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
+    queue: mpsc::Sender<SyncReply>,
     failed: Arc<std::sync::OnceLock<String>>,
     wal: Arc<Path>,
 }
@@ -87,11 +90,11 @@ struct Syncer {
 impl Syncer {
     /// A future that resolves once a sync that begins after this call has finished: it covers
     /// every commit made before the call, by any connection.
-    fn after_now(&self) -> Durable {
+    fn after_now(&self) -> WalSynced {
         let (tell, synced) = oneshot::channel();
         // A stopped sync thread drops `tell`: the caller hears it as failure.
         let _ = self.queue.send(tell);
-        Durable {
+        WalSynced {
             synced,
             wal: Arc::clone(&self.wal),
         }
@@ -121,7 +124,7 @@ impl SqliteIngest {
                         written.map(|(outcomes, deliveries)| Written {
                             outcomes,
                             deliveries,
-                            durable: syncer.after_now(),
+                            synced: syncer.after_now(),
                         })
                     });
                     let _ = job.reply.send(result);
@@ -135,7 +138,7 @@ impl SqliteIngest {
     /// committed through another connection, or wrote nothing (a redelivery answered from the
     /// store), may only be acknowledged after this: an earlier batch of this thread that it
     /// answers for may still be waiting for its sync.
-    pub(crate) fn durable_after_now(&self) -> Durable {
+    pub(crate) fn synced_after_now(&self) -> WalSynced {
         self.sync.after_now()
     }
 
@@ -148,7 +151,7 @@ impl SqliteIngest {
     }
 
     /// Writes `items` in one committed transaction, or declines (`None`, nothing written). The
-    /// caller must wait for `Written::durable` before telling anyone the batch is stored.
+    /// caller must wait for `Written::synced` before telling anyone the batch is stored.
     pub(crate) async fn write(
         &self,
         items: &[IngestItem],
@@ -178,7 +181,7 @@ fn wal_path(db: &Path) -> PathBuf {
 /// (`fdatasync` through a descriptor of its own: it flushes the file, whoever wrote it) and
 /// tells them all. After a failed sync it syncs no more and fails every request (see `Syncer`).
 fn start_sync_thread(wal: Arc<Path>) -> StoreResult<Syncer> {
-    let (queue, waiting) = mpsc::channel::<oneshot::Sender<Result<(), String>>>();
+    let (queue, waiting) = mpsc::channel::<SyncReply>();
     let failed: Arc<std::sync::OnceLock<String>> = Arc::default();
     let syncer = Syncer {
         queue,

@@ -13,7 +13,7 @@ use hitlhook_domain::event::{MAX_ID_LEN, check_id};
 use hitlhook_domain::{
     BatchEvent, EnvelopeError, EventEnvelope, EventIdentity, Incoming, Scope, Timestamp,
 };
-use hitlhook_store::{IngestItem, IngestOutcome, IngestRejection, StoreError};
+use hitlhook_store::{IngestItem, IngestOutcome, IngestRejection};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -258,13 +258,9 @@ pub(crate) async fn commit(
     items: Vec<IngestItem>,
     single: bool,
 ) -> ApiResult<Answer> {
-    let outcomes = state.ingestor.submit(items).await.map_err(|e| match &*e {
-        StoreError::NotDurable { .. } => ApiError::Unavailable {
-            detail: format!(
-                "{e}. The event may be stored but is not known to be on disk: send it again once the server is back (it will be answered as a redelivery or stored anew)"
-            ),
-        },
-        _ => ApiError::Internal(anyhow::anyhow!("storing the event failed: {e}")),
+    let outcomes = state.ingestor.submit(items).await.map_err(|e| {
+        ApiError::not_durable(&e)
+            .unwrap_or_else(|| ApiError::Internal(anyhow::anyhow!("storing the event failed: {e}")))
     })?;
     if single {
         return match outcomes.into_iter().next() {
